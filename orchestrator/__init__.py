@@ -1,0 +1,1 @@
+"""Command line, configs, the sweep driver, search, MLflow logging and the Pareto front (runs on the driver)."""

@@ -1,0 +1,1 @@
+"""Declarative search spaces and the shipped ablation presets."""

@@ -1,0 +1,1 @@
+"""Loading benchmarks (synthetic-tofu, TOFU, MUSE) into `Benchmark`s and tokenising them."""
