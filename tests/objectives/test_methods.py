@@ -1,0 +1,149 @@
+"""Each base method's forget loss and the retain losses against values worked out from `handmade`."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from trainables.objectives import SequenceOutputs, gradascent, graddiff, npo, pdu, simnpo, undial
+from trainables.objectives.retain import retain_loss
+
+from .handmade import ANSWER, LABELS, LOGITS, REF_LOGITS, log_sigmoid, log_softmax, scramble_ignored, seq_nll, softmax
+
+
+def mean_answer_nll(logits: torch.Tensor) -> float:
+    sums, counts = seq_nll(logits)
+    return sum(sums) / sum(counts)
+
+
+def test_gradascent_is_negated_mean_nll():
+    loss = gradascent.forget_loss(SequenceOutputs(LOGITS, LABELS), {"gamma": 1.0})
+    assert loss.item() == pytest.approx(-mean_answer_nll(LOGITS), rel=1e-6)
+
+
+def test_graddiff_forget_term_is_gradascent():
+    params = {"gamma": 1.0, "alpha": 1.0}
+    out = SequenceOutputs(LOGITS, LABELS)
+    assert graddiff.forget_loss(out, params).item() == gradascent.forget_loss(out, params).item()
+
+
+def test_npo_by_hand():
+    beta = 0.1
+    s_theta, _ = seq_nll(LOGITS)
+    s_ref, _ = seq_nll(REF_LOGITS)
+    r = [sr - st for sr, st in zip(s_ref, s_theta)]
+    expected = -(2 / beta) * sum(log_sigmoid(-beta * ri) for ri in r) / 2
+    loss = npo.forget_loss(SequenceOutputs(LOGITS, LABELS, REF_LOGITS), {"beta": beta})
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_npo_at_the_reference_is_two_over_beta_log_two():
+    beta = 0.5
+    loss = npo.forget_loss(SequenceOutputs(LOGITS, LABELS, LOGITS.clone()), {"beta": beta})
+    assert loss.item() == pytest.approx(2 / beta * math.log(2), rel=1e-6)
+
+
+def test_npo_does_not_backpropagate_into_the_reference():
+    ref = REF_LOGITS.clone().requires_grad_(True)
+    logits = LOGITS.clone().requires_grad_(True)
+    npo.forget_loss(SequenceOutputs(logits, LABELS, ref), {"beta": 0.1}).backward()
+    assert ref.grad is None and logits.grad is not None
+
+
+def test_npo_without_reference_names_the_missing_input():
+    with pytest.raises(ValueError, match="npo needs ref_logits"):
+        npo.forget_loss(SequenceOutputs(LOGITS, LABELS), {"beta": 0.1})
+
+
+def test_simnpo_by_hand():
+    beta, delta = 4.5, 0.3
+    sums, counts = seq_nll(LOGITS)
+    a = [s / n - delta for s, n in zip(sums, counts)]
+    expected = -(2 / beta) * sum(log_sigmoid(beta * ai) for ai in a) / 2
+    loss = simnpo.forget_loss(SequenceOutputs(LOGITS, LABELS), {"beta": beta, "delta": delta})
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_simnpo_normalises_by_answer_length():
+    # Row 0 has one answer token, row 1 four, all predicted from the same logits: equal per-token NLL x, so
+    # a_0 = a_1 = x - delta whatever the lengths (NPO's summed NLL would differ by a factor of four).
+    z = [0.3, -1.2, 2.0]
+    logits = torch.tensor(z).repeat(2, 6, 1)
+    labels = torch.tensor([[-100, -100, -100, -100, 1, -100], [-100, 1, 1, 1, 1, -100]])
+    beta, delta = 2.0, 0.5
+    x = -log_softmax(z)[1]
+    expected = -(2 / beta) * log_sigmoid(beta * (x - delta))
+    loss = simnpo.forget_loss(SequenceOutputs(logits, labels), {"beta": beta, "delta": delta})
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_undial_by_hand():
+    beta = 10.0
+    per_position = []
+    for row, pos, target in ANSWER:
+        shifted = REF_LOGITS[row, pos].tolist()
+        shifted[target] -= beta
+        q = softmax(shifted)
+        log_p = log_softmax(LOGITS[row, pos].tolist())
+        per_position.append(-sum(qv * lv for qv, lv in zip(q, log_p)))
+    expected = sum(per_position) / len(per_position)
+    loss = undial.forget_loss(SequenceOutputs(LOGITS, LABELS, REF_LOGITS), {"beta": beta})
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_undial_ignores_prompt_and_padding_positions():
+    params = {"beta": 3.0}
+    base = undial.forget_loss(SequenceOutputs(LOGITS, LABELS, REF_LOGITS), params)
+    scrambled = SequenceOutputs(scramble_ignored(LOGITS, 1), LABELS, scramble_ignored(REF_LOGITS, 2))
+    assert undial.forget_loss(scrambled, params).item() == pytest.approx(base.item(), rel=1e-6)
+
+
+def test_pdu_by_hand():
+    gaps = []
+    for row, pos, _ in ANSWER:
+        z = LOGITS[row, pos].tolist()
+        gaps.append((max(z) - sum(z) / len(z)) ** 2)
+    loss = pdu.forget_loss(SequenceOutputs(LOGITS, LABELS), {})
+    assert loss.item() == pytest.approx(sum(gaps) / len(gaps), rel=1e-6)
+
+
+def test_pdu_ignores_prompt_and_padding_positions_and_is_zero_on_flat_logits():
+    base = pdu.forget_loss(SequenceOutputs(LOGITS, LABELS), {})
+    assert pdu.forget_loss(SequenceOutputs(scramble_ignored(LOGITS), LABELS), {}).item() == pytest.approx(base.item())
+    flat = scramble_ignored(torch.full_like(LOGITS, 1.7))
+    assert pdu.forget_loss(SequenceOutputs(flat, LABELS), {}).item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_pdu_dual_step():
+    assert pdu.pdu_dual_step(1.0, retain_loss_mean=0.5, eps=0.3, eta=2.0) == pytest.approx(1.4)
+    assert pdu.pdu_dual_step(1.0, retain_loss_mean=0.1, eps=0.3, eta=2.0) == pytest.approx(0.6)
+    assert pdu.pdu_dual_step(0.5, retain_loss_mean=0.1, eps=0.3, eta=5.0) == 0.0  # clipped at 0, not -0.5
+
+
+def test_retain_nll_is_mean_answer_nll():
+    loss = retain_loss(SequenceOutputs(LOGITS, LABELS), "nll")
+    assert loss.item() == pytest.approx(mean_answer_nll(LOGITS), rel=1e-6)
+
+
+def test_retain_kl_by_hand():
+    kls = []
+    for row, pos, _ in ANSWER:
+        log_p_ref = log_softmax(REF_LOGITS[row, pos].tolist())
+        log_p = log_softmax(LOGITS[row, pos].tolist())
+        kls.append(sum(math.exp(lr) * (lr - lp) for lr, lp in zip(log_p_ref, log_p)))
+    loss = retain_loss(SequenceOutputs(LOGITS, LABELS, REF_LOGITS), "kl")
+    assert loss.item() == pytest.approx(sum(kls) / len(kls), rel=1e-6)
+
+
+def test_retain_kl_is_zero_at_the_reference_and_ignores_padding():
+    out = SequenceOutputs(scramble_ignored(LOGITS, 3), LABELS, LOGITS.clone())
+    assert retain_loss(out, "kl").item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_retain_errors():
+    with pytest.raises(ValueError, match="needs ref_logits"):
+        retain_loss(SequenceOutputs(LOGITS, LABELS), "kl")
+    with pytest.raises(ValueError, match="allowed: nll, kl"):
+        retain_loss(SequenceOutputs(LOGITS, LABELS), "mse")

@@ -1,0 +1,76 @@
+"""`resolve_method`: defaults, overrides, refused parameters and the reference-model flag."""
+
+from __future__ import annotations
+
+import pytest
+
+from trainables.config import MethodConfig
+from trainables.objectives import METHODS, resolve_method
+from trainables.registry import UnknownNameError
+
+DEFAULTS = {
+    "gradascent": {"gamma": 1.0},
+    "graddiff": {"gamma": 1.0, "alpha": 1.0},
+    "npo": {"beta": 0.1, "gamma": 1.0, "alpha": 1.0},
+    "simnpo": {"beta": 4.5, "delta": 0.0, "gamma": 0.125, "alpha": 1.0},
+    "undial": {"beta": 10.0, "gamma": 1.0, "alpha": 0.0},
+    "pdu": {"gamma": 1.0, "alpha": 1.0, "eps": None, "eta": 1.0},
+}
+
+
+def test_registered_methods_and_defaults():
+    assert METHODS.names() == sorted(DEFAULTS)
+    for name, defaults in DEFAULTS.items():
+        spec = METHODS.get(name)
+        assert spec.name == name and dict(spec.defaults) == defaults
+    with pytest.raises(TypeError):
+        METHODS.get("npo").defaults["beta"] = 1.0  # shared specs are read-only
+
+
+@pytest.mark.parametrize("name", [n for n in DEFAULTS if n != "pdu"])
+def test_defaults_fill_unset_parameters(name):
+    method = resolve_method(MethodConfig(name=name))
+    assert method.params == DEFAULTS[name] and method.retain_loss == "nll"
+
+
+def test_config_values_override_defaults():
+    method = resolve_method(MethodConfig(name="simnpo", beta=2.0, delta=0.5))
+    assert method.params == {"beta": 2.0, "delta": 0.5, "gamma": 0.125, "alpha": 1.0}
+
+
+def test_unknown_method_lists_the_names():
+    with pytest.raises(UnknownNameError) as err:
+        resolve_method(MethodConfig(name="npoo"))
+    assert "gradascent, graddiff, npo, pdu, simnpo, undial" in str(err.value)
+
+
+def test_a_parameter_the_method_does_not_use_is_refused():
+    with pytest.raises(ValueError) as err:
+        resolve_method(MethodConfig(name="graddiff", beta=0.5))
+    assert str(err.value) == "method.beta is not a parameter of graddiff; its parameters: alpha, gamma"
+    with pytest.raises(ValueError, match="method.alpha is not a parameter of gradascent"):
+        resolve_method(MethodConfig(name="gradascent", alpha=1.0))
+
+
+def test_pdu_requires_eps():
+    with pytest.raises(ValueError, match=r"method\.eps is required by pdu"):
+        resolve_method(MethodConfig(name="pdu"))
+    method = resolve_method(MethodConfig(name="pdu", eps=0.3))
+    assert method.params == {"gamma": 1.0, "alpha": 1.0, "eps": 0.3, "eta": 1.0}
+
+
+@pytest.mark.parametrize(
+    ("cfg", "needs_ref", "uses_retain"),
+    [
+        (MethodConfig(name="npo"), True, True),
+        (MethodConfig(name="undial"), True, False),
+        (MethodConfig(name="simnpo"), False, True),
+        (MethodConfig(name="simnpo", retain_loss="kl"), True, True),
+        (MethodConfig(name="graddiff", retain_loss="kl", alpha=0.0), False, False),
+        (MethodConfig(name="gradascent", retain_loss="kl"), False, False),  # gradascent ignores the retain set
+        (MethodConfig(name="pdu", eps=0.3, alpha=0.0, retain_loss="kl"), True, True),  # the dual variable can grow
+    ],
+)
+def test_reference_model_and_retain_term_flags(cfg, needs_ref, uses_retain):
+    method = resolve_method(cfg)
+    assert method.needs_ref is needs_ref and method.uses_retain is uses_retain

@@ -1,0 +1,165 @@
+"""The base unlearning methods by name, and the resolution of a `MethodConfig` into checked hyperparameters.
+
+Each method is registered once, here, as a `MethodSpec`: its forget loss, its hyperparameters with
+open-unlearning's defaults (the keys are exactly the parameters it accepts), and whether its forget loss needs the
+reference model. The total loss is assembled by `compose.unlearning_loss`, so no method inherits from another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import torch
+
+from trainables.config import MethodConfig
+from trainables.objectives import gradascent, graddiff, npo, pdu, simnpo, undial
+from trainables.objectives.outputs import SequenceOutputs
+from trainables.registry import Registry
+
+ForgetLoss = Callable[[SequenceOutputs, Mapping[str, float]], torch.Tensor]
+
+# MethodConfig fields that are not hyperparameters of the loss.
+_NOT_HYPERPARAMETERS = frozenset({"name", "retain_loss"})
+
+
+def _has_retain_term(name: str, params: Mapping[str, float]) -> bool:
+    return name == "pdu" or params.get("alpha", 0.0) > 0.0
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One base unlearning method.
+
+    Attributes:
+        name: registry name (the `method.name` of a config).
+        forget_loss: `(forget: SequenceOutputs, params) -> scalar` `L_f`.
+        defaults: every hyperparameter the method accepts, with its default; None marks a required one.
+        needs_ref: whether `forget_loss` reads `ref_logits` (the retain loss may add the need, see `resolve_method`).
+        doc: one line for listings and docs.
+    """
+
+    name: str
+    forget_loss: ForgetLoss
+    defaults: Mapping[str, float | None]
+    needs_ref: bool
+    doc: str
+
+
+@dataclass(frozen=True)
+class ResolvedMethod:
+    """A method with every hyperparameter set and checked, ready for `unlearning_loss`.
+
+    Attributes:
+        spec: the registered method.
+        params: value of every parameter in `spec.defaults` (config value, else default).
+        retain_loss: "nll" or "kl".
+        needs_ref: whether the training loop must run the frozen reference model (on the forget batch when
+            `spec.needs_ref`, on the retain batch when the kl retain loss is used).
+    """
+
+    spec: MethodSpec
+    params: dict[str, float]
+    retain_loss: str
+    needs_ref: bool
+
+    @property
+    def uses_retain(self) -> bool:
+        """Whether the total loss has a retain term (so a retain forward with labels is needed for the base loss).
+
+        False for gradascent (it ignores the retain set) and for alpha = 0; PDU always has one, since its weight is
+        the dual variable, which can grow from alpha = 0.
+        """
+        return _has_retain_term(self.spec.name, self.params)
+
+
+METHODS: Registry[MethodSpec] = Registry("method")
+
+
+def _register(
+    name: str, forget_loss: ForgetLoss, defaults: Mapping[str, float | None], needs_ref: bool, doc: str
+) -> None:
+    METHODS.register(name)(MethodSpec(name, forget_loss, MappingProxyType(dict(defaults)), needs_ref, doc))
+
+
+_register(
+    "gradascent",
+    gradascent.forget_loss,
+    {"gamma": 1.0},
+    needs_ref=False,
+    doc="gradient ascent on the forget NLL; no retain term (the retain set is ignored)",
+)
+_register(
+    "graddiff",
+    graddiff.forget_loss,
+    {"gamma": 1.0, "alpha": 1.0},
+    needs_ref=False,
+    doc="gradient ascent on forget + gradient descent on retain",
+)
+_register(
+    "npo",
+    npo.forget_loss,
+    {"beta": 0.1, "gamma": 1.0, "alpha": 1.0},
+    needs_ref=True,
+    doc="negative preference optimization against the reference model (arXiv 2404.05868)",
+)
+_register(
+    "simnpo",
+    simnpo.forget_loss,
+    {"beta": 4.5, "delta": 0.0, "gamma": 0.125, "alpha": 1.0},
+    needs_ref=False,
+    doc="reference-free, length-normalised NPO (arXiv 2410.07163)",
+)
+_register(
+    "undial",
+    undial.forget_loss,
+    {"beta": 10.0, "gamma": 1.0, "alpha": 0.0},
+    needs_ref=True,
+    doc="self-distillation to reference logits with the answer token lowered (arXiv 2402.10052)",
+)
+_register(
+    "pdu",
+    pdu.forget_loss,
+    {"gamma": 1.0, "alpha": 1.0, "eps": None, "eta": 1.0},
+    needs_ref=False,
+    doc="logit-margin flattening under the constraint L_r <= eps, primal-dual (arXiv 2506.05314)",
+)
+
+
+def resolve_method(cfg: MethodConfig) -> ResolvedMethod:
+    """Look up `cfg.name` and fill in its hyperparameters, refusing any the method does not use.
+
+    A foreign hyperparameter is an error rather than ignored because in a sweep it would silently make trials that
+    differ only in an unused value (e.g. a beta grid over graddiff). The reference model is needed when the forget
+    loss reads it or when the kl retain loss is actually part of the total (`uses_retain`); gradascent with
+    `retain_loss: kl` is accepted and needs no reference, since gradascent has no retain term at all.
+
+    Args:
+        cfg: the trial's method section.
+
+    Returns:
+        The resolved method.
+
+    Raises:
+        UnknownNameError: for an unregistered name, listing the registered ones.
+        ValueError: for a hyperparameter the method does not use, or a required one left unset (PDU's eps).
+    """
+    spec = METHODS.get(cfg.name)
+    allowed = ", ".join(sorted(spec.defaults))
+    given = {
+        key: getattr(cfg, key)
+        for key in type(cfg).model_fields
+        if key not in _NOT_HYPERPARAMETERS and getattr(cfg, key) is not None
+    }
+    for key in sorted(given):
+        if key not in spec.defaults:
+            raise ValueError(f"method.{key} is not a parameter of {spec.name}; its parameters: {allowed}")
+    params = {**spec.defaults, **given}
+    missing = sorted(key for key, value in params.items() if value is None)
+    if missing:
+        names = ", ".join(f"method.{key}" for key in missing)
+        raise ValueError(f"{names} is required by {spec.name} (it has no default); set it in the config")
+    values = {key: float(value) for key, value in params.items()}
+    needs_ref = spec.needs_ref or (cfg.retain_loss == "kl" and _has_retain_term(spec.name, values))
+    return ResolvedMethod(spec, values, cfg.retain_loss, needs_ref)
