@@ -1,0 +1,230 @@
+"""Reading benchmark files (JSON arrays or JSON Lines, local or from the hub) into validated `Example`s.
+
+Every loader goes through these helpers, so a malformed file fails the same way whichever benchmark it belongs
+to: with a `DataError` that names the file, the row and the field, before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from trainables.data.schema import DataError, Example
+
+SUFFIXES = (".json", ".jsonl")
+_HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
+
+
+def _json_type(value: Any) -> str:
+    return "null" if value is None else _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def read_records(path: Path) -> list[dict]:
+    """The rows of a `.json` (array of objects, or JSON Lines) or `.jsonl` file.
+
+    `datasets.Dataset.to_json` writes JSON Lines even to a `.json` name, so a `.json` file that is not one JSON
+    document is read as JSON Lines.
+
+    Raises:
+        DataError: the file is unreadable, not JSON, not a list of objects, or has no rows.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read the file ({e})") from None
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty, expected JSON rows with fields such as 'question', 'answer'")
+    records = _parse_lines(text, path) if path.suffix == ".jsonl" else _parse_document(text, path)
+    if not records:
+        raise DataError(f"{path}: no rows (an empty JSON array)")
+    for i, row in enumerate(records):
+        if not isinstance(row, dict):
+            raise DataError(f"{path}: row {i} is a JSON {_json_type(row)}, expected an object of fields")
+    return records
+
+
+def _parse_document(text: str, path: Path) -> list:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        if e.msg == "Extra data":
+            return _parse_lines(text, path)
+        raise DataError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    if isinstance(data, dict):
+        if data and all(isinstance(v, list) for v in data.values()):
+            raise DataError(f"{path}: column-oriented JSON (an object of lists) is not supported; "
+                            "write one object per row (a JSON array or JSON Lines)")
+        return [data]  # a one-row JSON Lines file
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON array of objects or JSON Lines, got a JSON {_json_type(data)}")
+    return data
+
+
+def _parse_lines(text: str, path: Path) -> list:
+    # split on "\n" only: str.splitlines would also split on U+2028 etc., which JSON strings may hold unescaped.
+    rows = []
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: line {lineno} is not valid JSON (column {e.colno}: {e.msg})") from None
+    return rows
+
+
+def locate_split_file(directory: Path, split: str, config: str | None = None) -> Path | None:
+    """`{config}/{split}.json` or `.jsonl` under `directory` (no `config`: directly in it), or None if absent.
+
+    Raises:
+        DataError: both a `.json` and a `.jsonl` file exist, so which one is meant is ambiguous.
+    """
+    base = Path(directory) / config if config else Path(directory)
+    found = [base / f"{split}{suffix}" for suffix in SUFFIXES if (base / f"{split}{suffix}").is_file()]
+    if len(found) > 1:
+        raise DataError(f"both {found[0]} and {found[1]} exist; keep one of them")
+    return found[0] if found else None
+
+
+def find_split_file(directory: Path, split: str, config: str | None = None) -> Path:
+    """Like `locate_split_file`, but a missing file is an error listing the data files that do exist.
+
+    Raises:
+        DataError: no file for the split.
+    """
+    path = locate_split_file(directory, split, config)
+    if path is None:
+        name = f"{config}/{split}" if config else split
+        raise DataError(f"no file for split {name!r} in {directory}: tried {name}.json and {name}.jsonl; "
+                        f"data files there: {', '.join(list_data_files(directory)) or 'none'}")
+    return path
+
+
+def list_data_files(directory: Path) -> list[str]:
+    """Relative paths of the JSON/JSONL files in `directory` and its immediate subdirectories, sorted."""
+    directory = Path(directory)
+    files = [p for pattern in ("*", "*/*") for p in directory.glob(pattern) if p.suffix in SUFFIXES and p.is_file()]
+    return sorted(p.relative_to(directory).as_posix() for p in files)
+
+
+def available_splits(directory: Path, config: str | None = None) -> list[str]:
+    """Split names (file stems) of the JSON/JSONL files in `directory` or its `config` subdirectory, sorted."""
+    base = Path(directory) / config if config else Path(directory)
+    return sorted({p.stem for p in base.glob("*") if p.suffix in SUFFIXES and p.is_file()})
+
+
+def is_hub_name(location: str) -> bool:
+    """Whether `location` looks like a hub dataset name (`owner/name`) rather than a filesystem path."""
+    return _HUB_NAME.fullmatch(location) is not None
+
+
+def _hub_error(name: str, what: str, error: Exception) -> DataError:
+    return DataError(f"{name!r} is not a local directory, and loading {what} of it as a hub dataset failed "
+                     f"({type(error).__name__}: {error}); without network access, point data.path at a local "
+                     "directory of JSON/JSONL files")
+
+
+def hub_config_names(name: str) -> list[str]:
+    """The configs of hub dataset `name` (imports `datasets` only when a hub name is used)."""
+    import datasets
+
+    try:
+        return list(datasets.get_dataset_config_names(name))
+    except Exception as e:  # network, authentication, unknown name: all reported the same way
+        raise _hub_error(name, "the config names", e) from e
+
+
+def hub_split_names(name: str, config: str) -> list[str]:
+    """The splits of config `config` of hub dataset `name`."""
+    import datasets
+
+    try:
+        return list(datasets.get_dataset_split_names(name, config))
+    except Exception as e:
+        raise _hub_error(name, f"the splits of config {config!r}", e) from e
+
+
+def hub_records(name: str, config: str, split: str) -> list[dict]:
+    """The rows of `split` of config `config` of hub dataset `name`, as plain dicts."""
+    import datasets
+
+    try:
+        return datasets.load_dataset(name, config, split=split).to_list()
+    except Exception as e:
+        raise _hub_error(name, f"{config}/{split}", e) from e
+
+
+def _text(row: dict, field: str, file: str | Path, index: int, required: bool = True) -> str:
+    value = row.get(field)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str):
+        got = "missing" if value is None else f"a JSON {_json_type(value)}"
+        raise DataError(f"{file}: row {index}: field {field!r} must be a string, got {got}")
+    if required and not value.strip():
+        raise DataError(f"{file}: row {index}: field {field!r} is empty")
+    return value
+
+
+def texts(records: Sequence[dict], file: str | Path, field: str) -> list[str]:
+    """The non-empty string `field` of every row (MUSE `text`, `prompt`, `gt`).
+
+    Raises:
+        DataError: a row lacks the field or it is empty or not a string (names file, row and field).
+    """
+    return [_text(row, field, file, i) for i, row in enumerate(records)]
+
+
+def _perturbed(row: dict, file: str | Path, index: int, need: bool) -> tuple[str, ...]:
+    value = row.get("perturbed_answer")
+    if value is None:
+        if need:
+            raise DataError(f"{file}: row {index}: field 'perturbed_answer' is missing "
+                            "(this split is scored by the truth ratio, which needs wrong answers)")
+        return ()
+    if isinstance(value, str):  # some dumps store a single wrong answer as a string
+        value = [value]
+    if not isinstance(value, list) or not value:
+        got = "an empty list" if value == [] else f"a JSON {_json_type(value)}"
+        raise DataError(f"{file}: row {index}: field 'perturbed_answer' must be a non-empty list of strings, "
+                        f"got {got}")
+    for j, wrong in enumerate(value):
+        if not isinstance(wrong, str) or not wrong.strip():
+            raise DataError(f"{file}: row {index}: field 'perturbed_answer' item {j} is empty or not a string")
+    return tuple(value)
+
+
+def to_examples(records: Sequence[dict], file: str | Path, require: Sequence[str] = ("question", "answer"),
+                need_perturbed: bool = False) -> list[Example]:
+    """Validate TOFU-schema rows and turn them into `Example`s.
+
+    Args:
+        records: Rows with `question`, `answer` and optionally `paraphrased_answer`, `perturbed_answer`.
+        file: The file (or hub config) they came from, named in error messages.
+        require: Of `question` and `answer`, the fields that must be non-empty strings; one not listed may be
+            absent (then "").
+        need_perturbed: The split is scored by the truth ratio, so every row must carry `perturbed_answer`.
+
+    A row with wrong answers but no `paraphrased_answer` (TOFU's real-authors / world-facts rows) takes its
+    `answer` as the correct one, as the truth ratio of those sets does.
+
+    Raises:
+        DataError: a required field is missing or empty, or `perturbed_answer` is empty or malformed.
+    """
+    examples = []
+    for i, row in enumerate(records):
+        question = _text(row, "question", file, i, required="question" in require)
+        answer = _text(row, "answer", file, i, required="answer" in require)
+        perturbed = _perturbed(row, file, i, need_perturbed)
+        if row.get("paraphrased_answer") is not None:
+            paraphrased: str | None = _text(row, "paraphrased_answer", file, i)
+        else:
+            paraphrased = answer if perturbed else None
+        examples.append(Example(question=question, answer=answer, paraphrased_answer=paraphrased,
+                                perturbed_answer=perturbed))
+    return examples

@@ -1,0 +1,152 @@
+"""The TOFU loader: `locuslab/TOFU` from the hub, or a local directory of its configs as JSON / JSON Lines files.
+
+TOFU publishes each split as its own config (`forget10`, `retain90`, `forget10_perturbed`, ...), each with one
+`train` split; local copies name the files after the configs (`forget10.json`). Both are read the same way here.
+The synthetic generator writes this layout too, so this loader serves `synthetic-tofu` as well.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from trainables.config import DataConfig
+from trainables.data import synthetic_tofu
+from trainables.data.files import (
+    available_splits,
+    find_split_file,
+    hub_config_names,
+    hub_records,
+    is_hub_name,
+    read_records,
+    to_examples,
+)
+from trainables.data.schema import Benchmark, DataError, Example
+
+TOFU_HUB = "locuslab/TOFU"
+TOFU_SPLITS = {
+    "forget": ("forget01", "forget05", "forget10"),
+    "retain": ("retain90", "retain95", "retain99"),
+    "holdout": ("holdout01", "holdout05", "holdout10"),
+}
+# Benchmark.eval_sets key -> TOFU config; each is loaded when present and simply absent otherwise.
+EVAL_SETS = {
+    "retain_perturbed": "retain_perturbed",
+    "real_authors": "real_authors_perturbed",
+    "world_facts": "world_facts_perturbed",
+}
+# Fields a `{forget}_perturbed` config adds to the rows of `{forget}`.
+PERTURBED_FIELDS = ("paraphrased_answer", "perturbed_answer", "paraphrased_question")
+
+
+class _Source:
+    """TOFU configs by name, from a local directory or a hub dataset."""
+
+    def __init__(self, location: str) -> None:
+        local = Path(location).expanduser()
+        if local.is_dir():
+            self.directory: Path | None = local
+            self.configs = available_splits(local)
+        elif is_hub_name(location):
+            self.directory = None
+            self.configs = hub_config_names(location)
+        else:
+            raise DataError(f"TOFU data.path {location!r} is neither an existing directory nor a hub dataset name "
+                            f"(owner/name, e.g. {TOFU_HUB})")
+        self.label = str(local) if self.directory else location
+
+    def has(self, config: str) -> bool:
+        return config in self.configs
+
+    def read(self, config: str) -> tuple[list[dict], str]:
+        """The rows of `config` and where they came from (for error messages)."""
+        if self.directory is None:
+            return hub_records(self.label, config, "train"), f"{self.label}:{config}"
+        path = find_split_file(self.directory, config)
+        return read_records(path), str(path)
+
+    def is_synthetic(self) -> bool:
+        """Whether the synthetic generator wrote this directory (per its manifest)."""
+        return self.directory is not None and synthetic_tofu.read_manifest(self.directory) is not None
+
+
+def _require(source: _Source, kind: str, split: str) -> None:
+    if source.has(split):
+        return
+    present = [c for c in source.configs if re.fullmatch(rf"{kind}\d+", c)]
+    raise DataError(f"no {kind} split {split!r} in {source.label}; {kind} splits present there: "
+                    f"{', '.join(present) or 'none'} (TOFU's are {', '.join(TOFU_SPLITS[kind])}); "
+                    f"set data.{kind}_split to one of them")
+
+
+def _merge_perturbed(rows: list[dict], extra: list[dict], where: str, extra_where: str) -> list[dict]:
+    """`rows` with the paraphrased/perturbed fields of the `extra` row of the same question."""
+    by_question = {r.get("question"): r for r in extra}
+    if not any(r.get("question") in by_question for r in rows):
+        raise DataError(f"{extra_where} shares no question with {where}: they are not the same split")
+    merged = []
+    for row in rows:
+        match = by_question.get(row.get("question"), {})
+        merged.append({**row, **{k: match[k] for k in PERTURBED_FIELDS if k in match}})
+    return merged
+
+
+def _forget(source: _Source, split: str) -> list[Example]:
+    _require(source, "forget", split)
+    rows, where = source.read(split)
+    if source.has(f"{split}_perturbed"):
+        extra, extra_where = source.read(f"{split}_perturbed")
+        rows = _merge_perturbed(rows, extra, where, extra_where)
+        where = f"{where} (+ {extra_where})"
+    return to_examples(rows, where)
+
+
+def _holdout(source: _Source, split: str) -> list[Example]:
+    """The holdout split; none at all is allowed (no MIA then), but a wrong name among existing ones is not."""
+    present = [c for c in source.configs if re.fullmatch(r"holdout\d+", c)]
+    if not present:
+        return []
+    _require(source, "holdout", split)
+    return to_examples(*source.read(split))
+
+
+def _check(forget: list[Example], retain: list[Example], cfg: DataConfig, label: str) -> None:
+    if not forget:
+        raise DataError(f"the forget split {cfg.forget_split!r} of {label} has no rows")
+    retain_questions = {e.question for e in retain}
+    shared = [e.question for e in forget if e.question in retain_questions]
+    if shared:
+        raise DataError(f"{len(shared)} question(s) of forget split {cfg.forget_split!r} are also in retain split "
+                        f"{cfg.retain_split!r} of {label}, e.g. {shared[0]!r}; use matching splits "
+                        "(forget01/retain99, forget05/retain95, forget10/retain90)")
+
+
+def load_tofu(cfg: DataConfig, name: str = "tofu") -> Benchmark:
+    """Load TOFU (or a directory in its layout) as a `Benchmark`.
+
+    Args:
+        cfg: `path` is a local directory or a hub name (default `locuslab/TOFU`); the split names pick the forget,
+            retain and holdout configs.
+        name: The benchmark name to record (`synthetic-tofu` reuses this loader).
+
+    The forget rows take `paraphrased_answer` / `perturbed_answer` from `{forget_split}_perturbed` when it
+    exists (matched by question). `extra_train` holds the world-facts and real-authors rows only for data the
+    synthetic generator wrote: a model built from scratch does not know them otherwise, while models fine-tuned
+    on real TOFU were pretrained on world knowledge.
+
+    Raises:
+        DataError: a forget/retain split is missing (the message lists the names allowed), a file is malformed,
+            the forget split is empty, or forget and retain share questions.
+    """
+    source = _Source(cfg.path or TOFU_HUB)
+    forget = _forget(source, cfg.forget_split)
+    _require(source, "retain", cfg.retain_split)
+    retain = to_examples(*source.read(cfg.retain_split))
+    _check(forget, retain, cfg, source.label)
+    eval_sets = {key: to_examples(*source.read(config), need_perturbed=True)
+                 for key, config in EVAL_SETS.items() if source.has(config)}
+    extra_train = (eval_sets.get("world_facts", []) + eval_sets.get("real_authors", [])
+                   if source.is_synthetic() else [])
+    return Benchmark(name=name, family="tofu", forget=forget, retain=retain,
+                     holdout=_holdout(source, cfg.holdout_split), eval_sets=eval_sets, extra_train=extra_train,
+                     source=source.label)
