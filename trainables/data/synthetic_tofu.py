@@ -184,12 +184,14 @@ def _distinct(rng: random.Random, make: Callable[[random.Random], str], count: i
 
 
 def _row(template: _Template, name: str, value: str, wrong: Sequence[str]) -> dict[str, Any]:
+    """One QA row. As in TOFU, the wrong answers perturb the *paraphrase*, so the truth ratio compares answers of
+    the same wording and measures knowledge of the fact, not familiarity with the training sentence."""
     return {
         "question": template.question.format(name=name),
         "paraphrased_question": template.paraphrased_question.format(name=name),
         "answer": template.answer.format(name=name, value=value),
         "paraphrased_answer": template.paraphrase.format(name=name, value=value),
-        "perturbed_answer": [template.answer.format(name=name, value=w) for w in wrong],
+        "perturbed_answer": [template.paraphrase.format(name=name, value=w) for w in wrong],
     }
 
 

@@ -1,0 +1,105 @@
+"""One evaluation of a model on a benchmark: run the requested metrics, collect aggregates and per-item values.
+
+The same function evaluates the oracle (retain-only) model during `prepare`, whose `oracle_reference` is cached and
+passed to every later evaluation of unlearned models (forget quality, privleak).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from trainables.config import EvalConfig
+from trainables.data.schema import Benchmark
+from trainables.metrics import mia_suite, muse_suite, representation_suite, tofu_suite  # noqa: F401  (registration)
+from trainables.metrics.registry import DEFAULTS, METRICS, EvalContext, OracleReference
+
+AGGREGATES_FILE = "eval_aggregates.json"
+PER_ITEM_FILE = "eval_per_item.json"
+
+
+@dataclass
+class EvalResult:
+    """Metric values of one evaluation.
+
+    Attributes:
+        aggregates: every requested metric -> its value; None = MISSING (and always for the non-scalar
+            `entanglement_profile`, whose content is in `per_item`).
+        per_item: metric -> per-item values, for the metrics that have them.
+    """
+
+    aggregates: dict[str, float | None]
+    per_item: dict[str, list]
+
+
+def default_metrics(family: str) -> list[str]:
+    """Every metric registered for a benchmark family ("tofu" or "muse")."""
+    if family not in DEFAULTS:
+        raise ValueError(f"unknown benchmark family {family!r}; allowed: {', '.join(sorted(DEFAULTS))}")
+    return list(DEFAULTS[family])
+
+
+def evaluate(model, tokenizer, benchmark: Benchmark, cfg: EvalConfig, target_layer: int, max_length: int,
+             oracle: OracleReference | None = None, metrics: list[str] | None = None) -> EvalResult:
+    """Evaluate `model` on every item of `benchmark`.
+
+    Args:
+        model: HF causal LM (optionally peft-wrapped); its train/eval mode is restored afterwards.
+        tokenizer: its tokenizer.
+        benchmark: the data; absent sets make their metrics MISSING.
+        cfg: batch size, generation length, per-layer profile.
+        target_layer: 0-based decoder layer of the CLReg representation (`trainables.model.layers.resolve_layer`).
+        max_length: tokens per sequence.
+        oracle: the retain-only model's reference; without it forget quality and privleak are MISSING.
+        metrics: names to compute (default: every metric of `benchmark.family`).
+
+    Returns:
+        `EvalResult` with a key per requested metric.
+
+    Raises:
+        UnknownNameError: naming the valid metrics, before any forward pass, when a name is not registered.
+    """
+    names = default_metrics(benchmark.family) if metrics is None else list(metrics)
+    for name in names:
+        METRICS.get(name)
+    ctx = EvalContext(model=model, tokenizer=tokenizer, benchmark=benchmark, cfg=cfg, target_layer=target_layer,
+                      max_length=max_length, oracle=oracle)
+    results = {name: ctx.metric(name) for name in names}
+    return EvalResult(aggregates={name: r.value for name, r in results.items()},
+                      per_item={name: r.per_item for name, r in results.items() if r.per_item is not None})
+
+
+def oracle_reference(result: EvalResult) -> OracleReference:
+    """What an unlearned model's evaluation needs from the oracle's own `evaluate` result.
+
+    The oracle must have been evaluated with `forget_truth_ratio` and `mia_min_k` (the TOFU defaults; MUSE has
+    only the latter); whatever is absent leaves the dependent metric MISSING later.
+    """
+    return OracleReference(forget_truth_ratios=[float(x) for x in result.per_item.get("forget_truth_ratio", [])],
+                           mia_min_k_auc=result.aggregates.get("mia_min_k"))
+
+
+def _write_json_atomic(path: Path, data: object) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def save_eval(result: EvalResult, directory: str | os.PathLike) -> None:
+    """Write `eval_aggregates.json` and `eval_per_item.json` into `directory`, each atomically (temp + rename).
+
+    Readers never see a half-written file. Non-finite values (an infinite variance entanglement) are written as
+    JSON's `Infinity` / `NaN` extensions, which Python's `json` reads back.
+    """
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json_atomic(out / AGGREGATES_FILE, result.aggregates)
+    _write_json_atomic(out / PER_ITEM_FILE, result.per_item)
