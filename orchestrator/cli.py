@@ -1,0 +1,150 @@
+"""The `clreg-sweep` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=True)
+EXIT_INVALID = 2
+
+
+def _trial_config(args):
+    from orchestrator.config_files import load_config
+    from trainables.config import TrialConfig
+
+    return load_config(TrialConfig, args.config, args.set)
+
+
+def cmd_prepare(args) -> int:
+    """Fine-tune (or reuse) the target and oracle models of a config."""
+    from orchestrator.cluster import ray_cluster
+    from orchestrator.preflight import preflight
+    from orchestrator.prepare import prepare
+
+    cfg = _trial_config(args)
+    preflight(cfg)
+    with ray_cluster(args.address):
+        prepared = prepare(cfg, log=console.print)
+    _print_prepare_report(prepared.report)
+    print(prepared.target_dir)
+    return 0
+
+
+def cmd_run(args) -> int:
+    """Run one unlearning trial (base method + CLReg) as a Ray Train + DeepSpeed job."""
+    from orchestrator.cluster import ray_cluster
+    from orchestrator.preflight import preflight
+    from orchestrator.prepare import prepare
+    from trainables.engine.trainer import build_trainer
+    from trainables.engine.worker import WorkerJob
+
+    cfg = _trial_config(args)
+    preflight(cfg)
+    name = args.name or time.strftime("run-%Y%m%d-%H%M%S")
+    out = Path(cfg.output_dir).resolve() / name
+    if out.exists():
+        raise ValueError(f"output directory {out} exists; choose another --name or remove it")
+    with ray_cluster(args.address):
+        prepared = prepare(cfg, log=console.print)
+        job = WorkerJob(trial=cfg.model_dump(mode="json", by_alias=True), task="unlearn",
+                        model_dir=prepared.target_dir, output_dir=str(out),
+                        oracle_reference=prepared.oracle_reference)
+        console.print(f"run: {cfg.method.name} + CLReg({'on' if cfg.clreg.enabled else 'off'}) with "
+                      f"{cfg.train.num_workers} worker(s), ZeRO-{cfg.train.zero_stage} -> {out}")
+        result = build_trainer(job, cfg, storage_path=str(out / "ray"), name="trial").fit()
+    if result.error:
+        console.print(f"[red]trial failed: {result.error}")
+        return 1
+    from trainables.evaluation import load_eval
+
+    _print_metrics({**result.metrics, **load_eval(out).aggregates})
+    console.print(f"run: final model, eval_aggregates.json and eval_per_item.json in {out}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    """Evaluate a saved model directory on a benchmark."""
+    from orchestrator.preflight import preflight
+    from trainables.evaluation import evaluate_saved_model
+
+    cfg = _trial_config(args)
+    preflight(cfg)
+    aggregates = evaluate_saved_model(args.model_dir, cfg, oracle_path=args.oracle_reference,
+                                      out_dir=args.out)
+    _print_metrics(aggregates)
+    return 0
+
+
+def _print_metrics(metrics: dict) -> None:
+    table = Table(title="metrics")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k in sorted(metrics):
+        v = metrics[k]
+        if isinstance(v, (int, float)) or v is None:
+            table.add_row(k, "missing" if v is None else f"{v:.4g}")
+    Console().print(table)
+
+
+def _print_prepare_report(report: dict) -> None:
+    if not report:
+        return
+    table = Table(title=f"prepared models ({report.get('key', '')})")
+    table.add_column("model")
+    for col in ("forget_prob", "forget_rouge", "retain_prob", "model_utility"):
+        table.add_column(col, justify="right")
+    for split in ("target", "oracle"):
+        row = report.get(split, {})
+        table.add_row(split, *(f"{row[c]:.3f}" if isinstance(row.get(c), (int, float)) else "-"
+                               for c in ("forget_prob", "forget_rouge", "retain_prob", "model_utility")))
+    Console().print(table)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="clreg-sweep", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_config(sp, required: bool = False):
+        sp.add_argument("config", nargs=None if required else "?", help="YAML config (embedded defaults if omitted)")
+        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field, e.g. --set clreg.tau=0.3 (repeatable)")
+
+    sp = sub.add_parser("run", help="run one unlearning trial")
+    with_config(sp)
+    sp.add_argument("--address", help="join this Ray cluster instead of starting a local one")
+    sp.add_argument("--name", help="run name (directory under output_dir)")
+    sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("prepare", help="fine-tune and cache the target and oracle models")
+    with_config(sp)
+    sp.add_argument("--address")
+    sp.set_defaults(func=cmd_prepare)
+
+    sp = sub.add_parser("eval", help="evaluate a saved model")
+    sp.add_argument("model_dir")
+    with_config(sp)
+    sp.add_argument("--oracle-reference", help="oracle_reference.json written by prepare")
+    sp.add_argument("--out", help="directory for eval_aggregates.json and eval_per_item.json")
+    sp.set_defaults(func=cmd_eval)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from orchestrator.config_files import ConfigError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, ValueError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        return EXIT_INVALID
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""The sweep file: fixed trial settings, a search space, objectives, search and storage settings.
+
+Validated as a whole before anything starts; every error names the field and the allowed values.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from trainables.config import StrictModel, TrialConfig
+
+SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid")
+
+
+class Objective(StrictModel):
+    """One objective of the search: a metric every trial reports, and its direction."""
+
+    metric: str
+    mode: Literal["max", "min"] = "max"
+
+
+class SearchConfig(StrictModel):
+    """How Optuna proposes trials and how many run at once."""
+
+    sampler: Literal["tpe", "nsga2", "gp", "random", "grid"] = "tpe"
+    num_trials: int = Field(8, ge=1)
+    max_concurrent: int = Field(2, ge=1)
+    seed: int = 0
+    asha: bool = Field(False, description="stop weak trials early (ASHA on the first objective's epochs)")
+
+
+class StorageConfig(StrictModel):
+    """Where the sweep keeps its state."""
+
+    dir: str = Field(".clreg/sweeps", description="sweep directories are created under it, one per sweep name")
+    optuna_url: str | None = Field(None, description="Optuna RDB URL (default: SQLite file in the sweep dir)")
+
+
+class MlflowConfig(StrictModel):
+    """Where runs are logged."""
+
+    tracking_uri: str | None = Field(None, description="default: sqlite:///mlflow.db in the working directory")
+    experiment: str | None = Field(None, description="default: the sweep name")
+
+
+class SweepConfig(StrictModel):
+    """A whole sweep."""
+
+    name: str = Field("clreg-sweep", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    base: TrialConfig = TrialConfig()
+    space: str | dict[str, Any] = Field("clreg-default", description="preset name or an inline space")
+    objectives: list[Objective] = Field(
+        default_factory=lambda: [Objective(metric="forget_quality"), Objective(metric="model_utility")],
+        min_length=1,
+    )
+    search: SearchConfig = SearchConfig()
+    storage: StorageConfig = StorageConfig()
+    mlflow: MlflowConfig = MlflowConfig()
+
+    @model_validator(mode="after")
+    def _distinct_objectives(self) -> SweepConfig:
+        names = [o.metric for o in self.objectives]
+        if len(set(names)) != len(names):
+            raise ValueError(f"objectives: each metric may appear once, got {names}")
+        return self

@@ -1,0 +1,60 @@
+"""Evaluating a saved model directory: what a trial's rank 0, `prepare` and `clreg-sweep eval` all call.
+
+Evaluation always reads the model back from disk (safetensors), so what is scored is exactly what was saved.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from trainables.config import TrialConfig
+from trainables.data.loading import load_benchmark
+from trainables.metrics import EvalResult, OracleReference, evaluate, oracle_reference, save_eval
+from trainables.model.layers import resolve_layer
+from trainables.model.loading import load_causal_lm, load_tokenizer, num_layers
+
+AGGREGATES_FILE = "eval_aggregates.json"
+PER_ITEM_FILE = "eval_per_item.json"
+
+
+def evaluate_saved_model(model_dir: str | Path, cfg: TrialConfig, target_layer: int | None = None,
+                         oracle_path: str | None = None, out_dir: str | Path | None = None) -> dict:
+    """Evaluate the model saved in `model_dir` on `cfg.data`'s benchmark and return the aggregates.
+
+    Args:
+        model_dir: A saved HF model (a trial's `final_model`, a prepared target, any local model).
+        cfg: Trial config: data, eval settings and, when `target_layer` is None, `clreg.layer` for the
+            representation metrics (so a run without CLReg is measured at the same layer as one with it).
+        target_layer: 0-based decoder layer of the representation metrics.
+        oracle_path: JSON file of the oracle's `OracleReference` (forget quality and PrivLeak need it; without
+            it they are reported as missing).
+        out_dir: If given, the aggregates and per-item values are written there as JSON.
+    """
+    tokenizer = load_tokenizer(str(model_dir), cfg.model.trust_remote_code)
+    model = load_causal_lm(str(model_dir), cfg.model, trainable=False).eval()
+    if torch.cuda.is_available() and cfg.train.gpus_per_worker > 0:
+        model = model.cuda()
+    if target_layer is None:
+        target_layer = resolve_layer(cfg.clreg.layer, num_layers(model))
+    oracle = OracleReference.from_json(Path(oracle_path).read_text()) if oracle_path else None
+    bench = load_benchmark(cfg.data, cfg.prepare.cache_dir)
+    result = evaluate(model, tokenizer, bench, cfg.eval, target_layer=target_layer,
+                      max_length=cfg.data.max_length, oracle=oracle)
+    if out_dir is not None:
+        save_eval(result, Path(out_dir))
+    return result.aggregates
+
+
+def load_eval(directory: str | Path) -> EvalResult:
+    """Read back the evaluation that `save_eval` wrote to `directory`."""
+    d = Path(directory)
+    return EvalResult(aggregates=json.loads((d / AGGREGATES_FILE).read_text()),
+                      per_item=json.loads((d / PER_ITEM_FILE).read_text()))
+
+
+def oracle_reference_from_dir(directory: str | Path) -> OracleReference:
+    """The `OracleReference` of the oracle whose evaluation was saved in `directory`."""
+    return oracle_reference(load_eval(directory))
