@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console(stderr=True)
@@ -59,7 +60,7 @@ def cmd_run(args) -> int:
                       f"{cfg.train.num_workers} worker(s), ZeRO-{cfg.train.zero_stage} -> {out}")
         result = build_trainer(job, cfg, storage_path=str(out / "ray"), name="trial").fit()
     if result.error:
-        console.print(f"[red]trial failed: {result.error}")
+        console.print(f"[red]trial failed:[/red] {escape(str(result.error))}")
         return 1
     from trainables.evaluation import load_eval
 
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ConfigError, ValueError) as e:
-        console.print(f"[red]error:[/red] {e}")
+        console.print(f"[red]error:[/red] {escape(str(e))}")
         return EXIT_INVALID
 
 

@@ -30,6 +30,10 @@ def preflight(cfg: TrialConfig) -> Benchmark:
     Raises a ValueError subclass whose message names the field and the allowed values.
     """
     resolve_method(cfg.method)
+    if cfg.model.name_or_path != TINY_PRESET:
+        check_model_source(cfg.model.name_or_path)
+    if cfg.prepare.oracle_path and not Path(cfg.prepare.oracle_path).is_dir():
+        raise ValueError(f"prepare.oracle_path {cfg.prepare.oracle_path!r} is not a directory")
     bench = load_benchmark(cfg.data, Path(cfg.prepare.cache_dir))
     if cfg.clreg.enabled:
         resolve_layer(cfg.clreg.layer, model_depth(cfg))

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import math
-from contextlib import nullcontext
 import os
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -1,0 +1,89 @@
+"""Real trials on a real local Ray cluster with real DeepSpeed engines (CPU, gloo).
+
+One small prepared benchmark is shared by the module: `prepare` is checked for the TOFU protocol (the target
+knows the forget set, the oracle does not) and for its cache, then the same unlearning trial is run under
+several data-parallel layouts and ZeRO stages, which must follow the same loss trajectory.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from orchestrator.cluster import ray_cluster
+from orchestrator.config_files import load_config
+from orchestrator.prepare import prepare
+from trainables.config import TrialConfig
+from trainables.engine.trainer import build_trainer
+from trainables.engine.worker import STATE_FILE, WorkerJob
+
+pytestmark = pytest.mark.slow
+
+SMALL = [
+    "data.synthetic.num_authors=6", "data.synthetic.qa_per_author=4", "data.synthetic.forget_percent=34",
+    "data.synthetic.num_world_facts=4", "data.max_length=48",
+    "model.tiny.num_layers=4", "model.tiny.vocab_size=400",
+    "prepare.epochs=25", "prepare.micro_batch_size=8",
+    "eval.layer_profile=false", "eval.max_new_tokens=16",
+]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with ray_cluster(num_cpus=2):
+        yield
+
+
+@pytest.fixture(scope="module")
+def base_cfg(tmp_path_factory) -> TrialConfig:
+    root = tmp_path_factory.mktemp("trial")
+    return load_config(TrialConfig, None, SMALL + [f"prepare.cache_dir={root / 'cache'}",
+                                                   f"output_dir={root / 'runs'}"])
+
+
+@pytest.fixture(scope="module")
+def prepared(cluster, base_cfg):
+    return prepare(base_cfg, log=lambda *_: None)
+
+
+def test_prepare_makes_a_target_that_knows_the_forget_set(prepared):
+    target, oracle = prepared.report["target"], prepared.report["oracle"]
+    # The target was trained on the forget set, the oracle never saw it: the gap must be large, not noise.
+    assert target["forget_prob"] > oracle["forget_prob"] + 0.2, (target, oracle)
+    assert target["forget_rouge"] > oracle["forget_rouge"], (target, oracle)
+    # The oracle learned what it was trained on (retain), just not the forget set.
+    assert oracle["retain_prob"] > oracle["forget_prob"] + 0.1, oracle
+    ref = json.loads(open(prepared.oracle_reference).read())
+    assert len(ref["forget_truth_ratios"]) == 12
+
+
+def test_prepare_reuses_its_cache(prepared, base_cfg):
+    messages: list[str] = []
+    again = prepare(base_cfg, log=messages.append)
+    assert again == prepared
+    assert any("cache hit" in m for m in messages), messages
+
+
+def _trajectory(cfg: TrialConfig, prepared, name: str, workers: int, accum: int, zero: int) -> list[float]:
+    trial = cfg.model_copy(update={"train": cfg.train.model_copy(update={
+        "num_workers": workers, "grad_accum": accum, "zero_stage": zero, "epochs": 2, "micro_batch_size": 2,
+        "lr": 5e-4})})
+    out = f"{cfg.output_dir}/{name}"
+    job = WorkerJob(trial=trial.model_dump(mode="json", by_alias=True), task="unlearn",
+                    model_dir=prepared.target_dir, output_dir=out, evaluate=False)
+    result = build_trainer(job, trial, storage_path=f"{out}/ray", name=name).fit()
+    assert result.error is None
+    with result.checkpoint.as_directory() as d:
+        history = json.loads(open(f"{d}/{STATE_FILE}").read())["history"]
+    return [h["train/loss"] for h in history] + [h["train/clreg_loss"] for h in history]
+
+
+def test_two_workers_zero2_and_zero3_follow_the_one_worker_trajectory(prepared, base_cfg):
+    one = _trajectory(base_cfg, prepared, "w1-z0", workers=1, accum=2, zero=0)
+    z2 = _trajectory(base_cfg, prepared, "w2-z2", workers=2, accum=1, zero=2)
+    z3 = _trajectory(base_cfg, prepared, "w2-z3", workers=2, accum=1, zero=3)
+    # Same global batch (2 x 2), same micro-batches, same dropout draws: only float reduction order differs.
+    assert z2 == pytest.approx(one, rel=1e-3), (one, z2)
+    assert z3 == pytest.approx(one, rel=1e-3), (one, z3)
+    assert one[1] != one[0]  # it trained: the loss moved between epochs
