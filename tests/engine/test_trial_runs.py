@@ -87,3 +87,37 @@ def test_two_workers_zero2_and_zero3_follow_the_one_worker_trajectory(prepared, 
     assert z2 == pytest.approx(one, rel=1e-3), (one, z2)
     assert z3 == pytest.approx(one, rel=1e-3), (one, z3)
     assert one[1] != one[0]  # it trained: the loss moved between epochs
+
+
+def test_gradascent_that_destroys_the_model_drives_utility_down(prepared, base_cfg):
+    trial = base_cfg.model_copy(update={
+        "method": base_cfg.method.model_copy(update={"name": "gradascent"}),
+        "clreg": base_cfg.clreg.model_copy(update={"enabled": False}),
+        "train": base_cfg.train.model_copy(update={"epochs": 3, "lr": 2e-2, "micro_batch_size": 4}),
+    })
+    out = f"{base_cfg.output_dir}/gradascent"
+    job = WorkerJob(trial=trial.model_dump(mode="json", by_alias=True), task="unlearn",
+                    model_dir=prepared.target_dir, output_dir=out, oracle_reference=prepared.oracle_reference)
+    assert build_trainer(job, trial, storage_path=f"{out}/ray", name="ga").fit().error is None
+    after = json.loads(open(f"{out}/eval_aggregates.json").read())
+    before = prepared.report["target"]
+    assert before["retain_prob"] > 0.2, before  # the premise: the target knew its retain set
+    assert after["retain_prob"] < 0.5 * before["retain_prob"], (before, after)
+    assert after["model_utility"] <= before["model_utility"], (before, after)
+    assert after["forget_quality"] is not None  # the oracle reference was used
+
+
+def test_npo_reference_model_under_zero3_with_two_workers(prepared, base_cfg):
+    """NPO needs the frozen reference model; under ZeRO-3 it is partitioned like the trained one."""
+    trial = base_cfg.model_copy(update={
+        "method": base_cfg.method.model_copy(update={"name": "npo"}),
+        "train": base_cfg.train.model_copy(update={"num_workers": 2, "zero_stage": 3, "epochs": 1,
+                                                   "micro_batch_size": 2}),
+    })
+    out = f"{base_cfg.output_dir}/npo-z3"
+    job = WorkerJob(trial=trial.model_dump(mode="json", by_alias=True), task="unlearn",
+                    model_dir=prepared.target_dir, output_dir=out, evaluate=False)
+    result = build_trainer(job, trial, storage_path=f"{out}/ray", name="npo-z3").fit()
+    assert result.error is None
+    # At the first steps theta == ref, so NPO's forget loss starts at (2/beta) log 2 and moves from there.
+    assert 0 < result.metrics["train/forget_loss"] < 2 / 0.1 * 0.6932
