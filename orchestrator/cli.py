@@ -29,9 +29,9 @@ def cmd_prepare(args) -> int:
     from orchestrator.prepare import prepare
 
     cfg = _trial_config(args)
-    preflight(cfg)
+    bench = preflight(cfg)
     with ray_cluster(args.address):
-        prepared = prepare(cfg, log=console.print)
+        prepared = prepare(cfg, log=console.print, bench=bench)
     _print_prepare_report(prepared.report)
     print(prepared.target_dir)
     return 0
@@ -46,13 +46,13 @@ def cmd_run(args) -> int:
     from trainables.engine.worker import WorkerJob
 
     cfg = _trial_config(args)
-    preflight(cfg)
+    bench = preflight(cfg)
     name = args.name or time.strftime("run-%Y%m%d-%H%M%S")
     out = Path(cfg.output_dir).resolve() / name
     if out.exists():
         raise ValueError(f"output directory {out} exists; choose another --name or remove it")
     with ray_cluster(args.address):
-        prepared = prepare(cfg, log=console.print)
+        prepared = prepare(cfg, log=console.print, bench=bench)
         job = WorkerJob(trial=cfg.model_dump(mode="json", by_alias=True), task="unlearn",
                         model_dir=prepared.target_dir, output_dir=str(out),
                         oracle_reference=prepared.oracle_reference)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from trainables.config import TrialConfig
 from trainables.data.loading import benchmark_fingerprint, load_benchmark
+from trainables.data.schema import Benchmark
 from trainables.engine.trainer import build_trainer
 from trainables.engine.worker import WorkerJob
 from trainables.evaluation import load_eval, oracle_reference_from_dir
@@ -50,8 +51,11 @@ def prepare_key(cfg: TrialConfig, fingerprint: str) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def prepare(cfg: TrialConfig, log=print) -> Prepared:
-    """Return the cached target/oracle for `cfg`, building them first if needed (Ray must be initialised)."""
+def prepare(cfg: TrialConfig, log=print, bench: Benchmark | None = None) -> Prepared:
+    """Return the cached target/oracle for `cfg`, building them first if needed (Ray must be initialised).
+
+    `bench` is `cfg.data`'s benchmark when the caller has already loaded it (preflight does), else it is loaded.
+    """
     if not cfg.prepare.enabled:
         check_model_source(cfg.model.name_or_path)
         ref = None
@@ -62,7 +66,7 @@ def prepare(cfg: TrialConfig, log=print) -> Prepared:
 
     if cfg.model.name_or_path != TINY_PRESET:
         check_model_source(cfg.model.name_or_path)
-    bench = load_benchmark(cfg.data, cfg.prepare.cache_dir)
+    bench = bench if bench is not None else load_benchmark(cfg.data, cfg.prepare.cache_dir)
     key = prepare_key(cfg, benchmark_fingerprint(bench))
     final = Path(cfg.prepare.cache_dir).resolve() / "prepared" / key
     if (final / REPORT_FILE).is_file():

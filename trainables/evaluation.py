@@ -13,11 +13,9 @@ import torch
 from trainables.config import TrialConfig
 from trainables.data.loading import load_benchmark
 from trainables.metrics import EvalResult, OracleReference, evaluate, oracle_reference, save_eval
+from trainables.metrics.evaluate import AGGREGATES_FILE, PER_ITEM_FILE
 from trainables.model.layers import resolve_layer
 from trainables.model.loading import load_causal_lm, load_tokenizer, num_layers
-
-AGGREGATES_FILE = "eval_aggregates.json"
-PER_ITEM_FILE = "eval_per_item.json"
 
 
 def evaluate_saved_model(model_dir: str | Path, cfg: TrialConfig, target_layer: int | None = None,

@@ -100,7 +100,8 @@ def train_worker(job_dict: dict) -> None:
     )
     ref = _reference_model(job, cfg, method, world, device) if method and method.needs_ref else None
 
-    state = {"epoch": 0, "dual_lambda": method.params.get("alpha") if method else None, "history": []}
+    is_pdu = method is not None and method.spec.name == "pdu"
+    state = {"epoch": 0, "dual_lambda": method.params["alpha"] if is_pdu else None, "history": []}
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as ckpt_dir:
@@ -139,7 +140,7 @@ def train_worker(job_dict: dict) -> None:
                 engine.backward(loss)
                 engine.step()
                 sums.add({k: v.item() for k, v in terms.items() if v is not None})
-            if method is not None and method.spec.name == "pdu":
+            if is_pdu:
                 state["dual_lambda"] = pdu_dual_step(
                     state["dual_lambda"], _all_mean(sum(retain_step_losses) / len(retain_step_losses), device),
                     method.params["eps"], method.params["eta"],
@@ -147,7 +148,7 @@ def train_worker(job_dict: dict) -> None:
         metrics = sums.all_reduced_means(device)
         metrics.update(epoch=epoch + 1, epoch_seconds=time.perf_counter() - started,
                        lr=engine.get_lr()[0])
-        if state["dual_lambda"] is not None and method is not None and method.spec.name == "pdu":
+        if is_pdu:
             metrics["dual_lambda"] = state["dual_lambda"]
         state["epoch"] = epoch + 1
         state["history"].append(metrics)
