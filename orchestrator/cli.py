@@ -82,6 +82,80 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _sweep_config(args):
+    from orchestrator.config_files import apply_overrides, read_yaml, validate
+    from orchestrator.sweep_config import SweepConfig
+
+    data = read_yaml(args.file) if args.file else {}
+    if args.preset:
+        data["space"] = args.preset
+    return validate(SweepConfig, apply_overrides(data, args.set), args.file or "defaults")
+
+
+def cmd_sweep(args) -> int:
+    """Run a sweep from a sweep file or a preset."""
+    from orchestrator.sweep import validate_sweep
+
+    return _run_sweep(validate_sweep(_sweep_config(args)), args.address, resume=False)
+
+
+def cmd_quickstart(args) -> int:
+    """The tiny preset on synthetic TOFU: prepare (cached) and an 8-trial SimNPO + CLReg sweep."""
+    from orchestrator.config_files import apply_overrides, validate
+    from orchestrator.sweep import validate_sweep
+    from orchestrator.sweep_config import SweepConfig
+
+    data = apply_overrides(QUICKSTART, [f"name=quickstart-{time.strftime('%Y%m%d-%H%M%S')}", *args.set])
+    return _run_sweep(validate_sweep(validate(SweepConfig, data, "quickstart")), args.address, resume=False)
+
+
+def cmd_resume(args) -> int:
+    """Continue an interrupted sweep: same study, same MLflow parent run, no duplicate trials."""
+    from orchestrator.sweep import load_sweep_dir, validate_sweep
+
+    return _run_sweep(validate_sweep(load_sweep_dir(args.sweep_dir)), args.address, resume=True)
+
+
+def cmd_report(args) -> int:
+    """Pareto table, hypervolume, best trial per objective and ablation tables of a sweep."""
+    from orchestrator.report import REPORT_FILE, sweep_report
+
+    print(sweep_report(args.sweep_dir))
+    console.print(f"written to {Path(args.sweep_dir) / REPORT_FILE}")
+    return 0
+
+
+def _run_sweep(checked, address: str | None, resume: bool) -> int:
+    from orchestrator.sweep import run_sweep
+
+    started = time.perf_counter()
+    outcome = run_sweep(checked, address=address, resume=resume, log=console.print)
+    _print_front(outcome.summary, [(o.metric, o.mode) for o in checked.cfg.objectives])
+    console.print(f"sweep {checked.cfg.name}: {outcome.summary.num_trials} trials complete, "
+                  f"{outcome.num_errors} failed, {time.perf_counter() - started:.0f} s; results in "
+                  f"{outcome.paths.root}")
+    console.print("Browse the trials and the Pareto front (parent run, artifacts pareto/) in the MLflow dashboard:\n"
+                  f"  mlflow ui --backend-store-uri {outcome.tracking_uri} --host 127.0.0.1 --port 5000")
+    return 0 if outcome.num_errors == 0 else 1
+
+
+def _print_front(summary, objectives: list[tuple[str, str]]) -> None:
+    table = Table(title=f"Pareto front ({len(summary.front)} of {summary.num_trials} trials, "
+                        f"hypervolume {summary.hypervolume:.4g})")
+    keys = [m for m, _ in objectives] + sorted({k for row in summary.front for k in row
+                                                if k.startswith(("clreg.", "method.", "train."))})
+    table.add_column("trial")
+    for k in keys:
+        table.add_column(k, justify="right")
+    for row in summary.front:
+        table.add_row(str(row.get("trial_id", "")), *(_cell(row.get(k)) for k in keys))
+    Console().print(table)
+
+
+def _cell(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else ("-" if v is None else str(v))
+
+
 def _print_metrics(metrics: dict) -> None:
     table = Table(title="metrics")
     table.add_column("metric")
@@ -96,15 +170,23 @@ def _print_metrics(metrics: dict) -> None:
 def _print_prepare_report(report: dict) -> None:
     if not report:
         return
-    table = Table(title=f"prepared models ({report.get('key', '')})")
+    columns = ("forget_prob", "forget_rouge", "retain_prob", "retain_rouge", "model_utility")
+    table = Table(title=f"prepared models ({report.get('key', '')}): base = before fine-tuning")
     table.add_column("model")
-    for col in ("forget_prob", "forget_rouge", "retain_prob", "model_utility"):
+    for col in columns:
         table.add_column(col, justify="right")
-    for split in ("target", "oracle"):
+    for split in ("base", "target", "oracle"):
         row = report.get(split, {})
-        table.add_row(split, *(f"{row[c]:.3f}" if isinstance(row.get(c), (int, float)) else "-"
-                               for c in ("forget_prob", "forget_rouge", "retain_prob", "model_utility")))
+        table.add_row(split, *(f"{row[c]:.3f}" if isinstance(row.get(c), (int, float)) else "-" for c in columns))
     Console().print(table)
+
+
+# The embedded quickstart sweep: the tiny preset on synthetic TOFU, SimNPO + CLReg over tau, lambda, layer, lr.
+QUICKSTART: dict = {
+    "base": {"method": {"name": "simnpo"}, "train": {"epochs": 3}},
+    "space": "clreg-default",
+    "search": {"sampler": "tpe", "num_trials": 8, "max_concurrent": 2},
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,6 +203,29 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--address", help="join this Ray cluster instead of starting a local one")
     sp.add_argument("--name", help="run name (directory under output_dir)")
     sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("quickstart", help="prepare the tiny preset and run an 8-trial sweep (the main job)")
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a sweep field")
+    sp.add_argument("--address")
+    sp.set_defaults(func=cmd_quickstart)
+
+    sp = sub.add_parser("sweep", help="run a sweep: Ray Tune + Optuna, results in MLflow")
+    sp.add_argument("file", nargs="?", help="sweep YAML (embedded defaults if omitted)")
+    sp.add_argument("--preset", help="search space preset: clreg-default, tau-ablation, layer-ablation, "
+                                     "method-compare")
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a sweep field, e.g. --set search.num_trials=16 --set base.train.epochs=2")
+    sp.add_argument("--address")
+    sp.set_defaults(func=cmd_sweep)
+
+    sp = sub.add_parser("resume", help="continue an interrupted sweep")
+    sp.add_argument("sweep_dir")
+    sp.add_argument("--address")
+    sp.set_defaults(func=cmd_resume)
+
+    sp = sub.add_parser("report", help="tables of a sweep's results (also written to SWEEP_DIR/report.md)")
+    sp.add_argument("sweep_dir")
+    sp.set_defaults(func=cmd_report)
 
     sp = sub.add_parser("prepare", help="fine-tune and cache the target and oracle models")
     with_config(sp)

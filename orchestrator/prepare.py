@@ -1,7 +1,8 @@
 """`prepare`: the TOFU protocol's target and oracle models, fine-tuned once and cached.
 
 The target is fine-tuned on forget + retain (+ extra training facts), the oracle on retain (+ extra) only. Both
-runs are Ray Train + DeepSpeed jobs like any trial. The result lives under a key that hashes everything that
+runs are Ray Train + DeepSpeed jobs like any trial; the base model is scored on the forget and retain sets first,
+on the driver, so the report shows what fine-tuning taught. The result lives under a key that hashes everything that
 determines it (data, model, fine-tuning settings), is built in a temporary directory and renamed into place when
 complete, so a crash never leaves a cache entry that looks finished and a second call returns at once.
 """
@@ -21,12 +22,14 @@ from trainables.data.loading import benchmark_fingerprint, load_benchmark
 from trainables.data.schema import Benchmark
 from trainables.engine.trainer import build_trainer
 from trainables.engine.worker import WorkerJob
-from trainables.evaluation import load_eval, oracle_reference_from_dir
+from trainables.evaluation import evaluate_saved_model, load_eval, oracle_reference_from_dir
 from trainables.model.loading import check_model_source
 from trainables.model.tiny import TINY_PRESET, build_tiny_llama
 
 REPORT_FILE = "prepare_report.json"
 ORACLE_REFERENCE_FILE = "oracle_reference.json"
+# What the report shows of the model before fine-tuning: does it already know the forget set?
+BEFORE_METRICS = ("forget_prob", "forget_rouge", "retain_prob", "retain_rouge")
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,8 @@ def prepare(cfg: TrialConfig, log=print, bench: Benchmark | None = None) -> Prep
         base = str(build_tiny_llama(cfg.model.tiny, texts, build / "base", max_positions=2 * cfg.data.max_length))
         log(f"prepare: built {TINY_PRESET} ({cfg.model.tiny.num_layers} layers) with a tokenizer trained on "
             f"{len(texts)} benchmark strings")
-    report: dict = {"key": key, "base": cfg.model.name_or_path, "benchmark": bench.name}
+    report: dict = {"key": key, "base_model": cfg.model.name_or_path, "benchmark": bench.name,
+                    "base": evaluate_saved_model(base, cfg, metrics=list(BEFORE_METRICS))}
     for split in ("target", "oracle"):
         log(f"prepare: fine-tuning the {split} model ({cfg.prepare.epochs} epochs) ...")
         job = WorkerJob(trial=cfg.model_dump(mode="json", by_alias=True), task="finetune", model_dir=base,

@@ -252,7 +252,7 @@ class FixedValue(_Conditional):
     value: Any
 
 
-def _is_grid(param: Param) -> bool:
+def is_grid(param: Param) -> bool:
     """Whether the parameter is enumerated by `grid()` rather than sampled."""
     return isinstance(param, GridParam) or (isinstance(param, LayerParam) and param.grid)
 
@@ -357,7 +357,7 @@ class SearchSpace(StrictModel):
         """
         combos: list[dict[str, Any]] = [{}]
         for name, param in self._params.items():
-            if _is_grid(param):
+            if is_grid(param):
                 values = self._with_name(name, param.options, num_layers)
                 combos = [bigger for combo in combos for bigger in self._extend(combo, name, param.when, values)]
         return combos
@@ -436,7 +436,7 @@ class SearchSpace(StrictModel):
                         "conditions must refer to earlier parameters"
                     )
                 self._check_reference(f"parameter {name!r}", ref, allowed)
-                if _is_grid(param) and not _is_grid(self._params[ref]):
+                if is_grid(param) and not is_grid(self._params[ref]):
                     raise ValueError(
                         f"parameter {name!r}: a grid parameter's `when` must refer to grid parameters, "
                         f"{ref!r} is sampled (the grid is enumerated before sampling)"
@@ -472,7 +472,7 @@ class SearchSpace(StrictModel):
                 raise ValueError(
                     f"parameter {name!r}: must come after {CLREG_SWITCH!r}, which decides whether it is sampled"
                 )
-            if _is_grid(self._params[name]) and not _is_grid(switch):
+            if is_grid(self._params[name]) and not is_grid(switch):
                 raise ValueError(
                     f"parameter {name!r}: a grid clreg.* parameter needs {CLREG_SWITCH!r} to be a grid parameter"
                 )

@@ -19,7 +19,8 @@ from trainables.model.loading import load_causal_lm, load_tokenizer, num_layers
 
 
 def evaluate_saved_model(model_dir: str | Path, cfg: TrialConfig, target_layer: int | None = None,
-                         oracle_path: str | None = None, out_dir: str | Path | None = None) -> dict:
+                         oracle_path: str | None = None, out_dir: str | Path | None = None,
+                         metrics: list[str] | None = None) -> dict:
     """Evaluate the model saved in `model_dir` on `cfg.data`'s benchmark and return the aggregates.
 
     Args:
@@ -30,6 +31,7 @@ def evaluate_saved_model(model_dir: str | Path, cfg: TrialConfig, target_layer: 
         oracle_path: JSON file of the oracle's `OracleReference` (forget quality and PrivLeak need it; without
             it they are reported as missing).
         out_dir: If given, the aggregates and per-item values are written there as JSON.
+        metrics: Registered metric names to compute (default: all of the benchmark family's).
     """
     tokenizer = load_tokenizer(str(model_dir), cfg.model.trust_remote_code)
     model = load_causal_lm(str(model_dir), cfg.model, trainable=False).eval()
@@ -40,7 +42,7 @@ def evaluate_saved_model(model_dir: str | Path, cfg: TrialConfig, target_layer: 
     oracle = OracleReference.from_json(Path(oracle_path).read_text()) if oracle_path else None
     bench = load_benchmark(cfg.data, cfg.prepare.cache_dir)
     result = evaluate(model, tokenizer, bench, cfg.eval, target_layer=target_layer,
-                      max_length=cfg.data.max_length, oracle=oracle)
+                      max_length=cfg.data.max_length, oracle=oracle, metrics=metrics)
     if out_dir is not None:
         save_eval(result, Path(out_dir))
     return result.aggregates

@@ -8,25 +8,19 @@ several data-parallel layouts and ZeRO stages, which must follow the same loss t
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from orchestrator.cluster import ray_cluster
 from orchestrator.config_files import load_config
 from orchestrator.prepare import prepare
-from trainables.config import TrialConfig
+from trainables.config import LoraConfig, TrialConfig
 from trainables.engine.trainer import build_trainer
 from trainables.engine.worker import STATE_FILE, WorkerJob
 
 pytestmark = pytest.mark.slow
 
-SMALL = [
-    "data.synthetic.num_authors=6", "data.synthetic.qa_per_author=4", "data.synthetic.forget_percent=34",
-    "data.synthetic.num_world_facts=4", "data.max_length=48",
-    "model.tiny.num_layers=4", "model.tiny.vocab_size=400",
-    "prepare.epochs=25", "prepare.micro_batch_size=8",
-    "eval.layer_profile=false", "eval.max_new_tokens=16",
-]
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +30,9 @@ def cluster():
 
 
 @pytest.fixture(scope="module")
-def base_cfg(tmp_path_factory) -> TrialConfig:
+def base_cfg(tmp_path_factory, small_overrides) -> TrialConfig:
     root = tmp_path_factory.mktemp("trial")
-    return load_config(TrialConfig, None, SMALL + [f"prepare.cache_dir={root / 'cache'}",
+    return load_config(TrialConfig, None, small_overrides + [f"prepare.cache_dir={root / 'cache'}",
                                                    f"output_dir={root / 'runs'}"])
 
 
@@ -52,6 +46,7 @@ def test_prepare_makes_a_target_that_knows_the_forget_set(prepared):
     # The target was trained on the forget set, the oracle never saw it: the gap must be large, not noise.
     assert target["forget_prob"] > oracle["forget_prob"] + 0.2, (target, oracle)
     assert target["forget_rouge"] > oracle["forget_rouge"], (target, oracle)
+    assert target["forget_prob"] > prepared.report["base"]["forget_prob"] + 0.2  # fine-tuning taught it
     # The oracle learned what it was trained on (retain), just not the forget set.
     assert oracle["retain_prob"] > oracle["forget_prob"] + 0.1, oracle
     ref = json.loads(open(prepared.oracle_reference).read())
@@ -121,3 +116,37 @@ def test_npo_reference_model_under_zero3_with_two_workers(prepared, base_cfg):
     assert result.error is None
     # At the first steps theta == ref, so NPO's forget loss starts at (2/beta) log 2 and moves from there.
     assert 0 < result.metrics["train/forget_loss"] < 2 / 0.1 * 0.6932
+
+
+def test_eval_command_scores_the_oracle_against_itself(prepared, base_cfg, tmp_path, small_overrides):
+    """`clreg-sweep eval` on the prepared oracle, with the oracle's own reference: forget quality is exactly 1."""
+    from orchestrator import cli
+
+    oracle_dir = str(prepared.target_dir).replace("/target/", "/oracle/")
+    sets = [f"--set={s}" for s in small_overrides] + [f"--set=prepare.cache_dir={base_cfg.prepare.cache_dir}"]
+    code = cli.main(["eval", oracle_dir, *sets, "--oracle-reference", prepared.oracle_reference,
+                     "--out", str(tmp_path)])
+    assert code == 0
+    aggregates = json.loads((tmp_path / "eval_aggregates.json").read_text())
+    assert aggregates["forget_quality"] == pytest.approx(1.0)
+    assert (tmp_path / "eval_per_item.json").is_file()
+
+
+def test_lora_trial_with_evaluation_every_epoch(prepared, base_cfg):
+    """A full Ray trial with LoRA adapters; `eval.every=1` adds the metrics to the first epoch's report."""
+    trial = base_cfg.model_copy(update={
+        "model": base_cfg.model.model_copy(update={"lora": LoraConfig(rank=4)}),
+        "eval": base_cfg.eval.model_copy(update={"every": 1}),
+        "train": base_cfg.train.model_copy(update={"epochs": 2, "lr": 1e-3}),
+    })
+    trial = TrialConfig.model_validate(trial.model_dump(mode="json", by_alias=True))
+    out = f"{base_cfg.output_dir}/lora"
+    job = WorkerJob(trial=trial.model_dump(mode="json", by_alias=True), task="unlearn",
+                    model_dir=prepared.target_dir, output_dir=out, oracle_reference=prepared.oracle_reference)
+    result = build_trainer(job, trial, storage_path=f"{out}/ray", name="lora").fit()
+    assert result.error is None
+    with result.checkpoint.as_directory() as d:
+        history = json.loads(open(f"{d}/{STATE_FILE}").read())["history"]
+    assert "forget_prob" in history[0]  # evaluated after epoch 1, not only at the end
+    assert (Path(out) / "final_model" / "adapter_config.json").is_file()
+    assert json.loads((Path(out) / "eval_aggregates.json").read_text())["forget_prob"] is not None

@@ -109,6 +109,7 @@ def train_worker(job_dict: dict) -> None:
             state = json.loads((Path(ckpt_dir) / STATE_FILE).read_text())
 
     pad = tokenizer.pad_token_id
+    training_started = time.perf_counter()
     for epoch in range(state["epoch"], epochs):
         started = time.perf_counter()
         sums = _EpochSums()
@@ -161,7 +162,8 @@ def train_worker(job_dict: dict) -> None:
         else:
             ray.train.report(metrics)
 
-    final = {"done": 1, "epoch": state["epoch"]}
+    # Training wall time of this attempt (steps, mid-run evaluations, checkpoints), beside `eval_seconds`.
+    final = {"trial_complete": 1, "epoch": state["epoch"], "train_seconds": time.perf_counter() - training_started}
     final.update(_save_and_evaluate(engine, tokenizer, cfg, job, layer, rank, final=True))
     ray.train.report(final)
 

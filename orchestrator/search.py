@@ -1,0 +1,88 @@
+"""Optuna behind Ray Tune: samplers, the persisted study, and honest trial states.
+
+Ray's `OptunaSearch` tells Optuna COMPLETE for any trial that ends without an error, and on a multi-objective
+trial that failed or lacked an objective it tells a list of Nones, which Optuna refuses, leaving a RUNNING zombie
+in the study. `SweepOptunaSearch` fixes the one method involved: a trial is COMPLETE only when it ran to its end
+and reported every objective, FAIL when it errored, PRUNED when it was stopped early (ASHA).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+import optuna
+from ray.tune.search.optuna import OptunaSearch
+
+from orchestrator.sweep_config import SearchConfig
+from search_spaces.space import SearchSpace
+
+# Key the trial worker puts in its final report only; a trial stopped by the scheduler never sends it.
+TRIAL_COMPLETE = "trial_complete"
+
+
+class SweepOptunaSearch(OptunaSearch):
+    """`OptunaSearch` whose completed trials carry the right Optuna state (see the module docstring)."""
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials:
+            return
+        ot_trial = self._ot_trials[trial_id]
+        state, values = trial_outcome(result, self.metric, error)
+        self._ot_study.tell(ot_trial, values, state=state)
+        self._completed_trials.add(trial_id)
+
+
+def trial_outcome(result: dict | None, metrics: list[str], error: bool
+                  ) -> tuple[optuna.trial.TrialState, list[float] | None]:
+    """The Optuna state and objective values of a finished Tune trial."""
+    if error:
+        return optuna.trial.TrialState.FAIL, None
+    if not result or not result.get(TRIAL_COMPLETE):
+        return optuna.trial.TrialState.PRUNED, None
+    values = [result.get(m) for m in metrics]
+    if any(not isinstance(v, (int, float)) or not math.isfinite(v) for v in values):
+        return optuna.trial.TrialState.FAIL, None
+    return optuna.trial.TrialState.COMPLETE, [float(v) for v in values]
+
+
+def make_sampler(search: SearchConfig, num_trials: int) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler named by `search.sampler`, seeded.
+
+    TPE is multivariate (Optuna 5's multi-objective TPE is not, by default); NSGA-II gets a population of a quarter
+    of the budget (at least 4) because its default of 50 leaves it random search for a whole laptop sweep; `grid`
+    enumerates the space's grid combinations, which the searcher enqueues, so its sampler only sees enqueued
+    trials.
+    """
+    seed = search.seed
+    if search.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+    if search.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, num_trials // 4))
+    if search.sampler == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def _define_by_run(trial: optuna.Trial, space: SearchSpace, num_layers: int) -> dict[str, Any]:
+    return space.sample(trial, num_layers)
+
+
+def make_searcher(space: SearchSpace, num_layers: int, objectives: list[tuple[str, str]], search: SearchConfig,
+                  num_trials: int, study_name: str, storage_url: str) -> SweepOptunaSearch:
+    """The Tune searcher: define-by-run over `space`, the study persisted at `storage_url` under `study_name`.
+
+    Grid combinations of the space are enqueued first (`points_to_evaluate`), so a grid preset runs each
+    combination exactly once before anything is sampled.
+    """
+    grid = [g for g in space.grid(num_layers) if g]
+    return SweepOptunaSearch(
+        space=functools.partial(_define_by_run, space=space, num_layers=num_layers),
+        metric=[m for m, _ in objectives],
+        mode=[mode for _, mode in objectives],
+        points_to_evaluate=grid or None,
+        sampler=make_sampler(search, num_trials),
+        study_name=study_name,
+        storage=optuna.storages.RDBStorage(storage_url),
+    )

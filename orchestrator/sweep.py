@@ -1,0 +1,265 @@
+"""The sweep driver: validate everything, prepare once, then Ray Tune runs Optuna's trials, MLflow records them.
+
+Each Tune trial is a small function (`trial_driver`) that turns the sampled parameters into a `TrialConfig` and
+runs the same Ray Train + DeepSpeed job as `clreg-sweep run`, forwarding rank 0's reports to Tune. The sweep
+directory holds everything needed to resume or report: the resolved sweep file, the Optuna study (SQLite unless an
+RDB URL is given), Tune's experiment state and each trial's outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestrator import tracking
+from orchestrator.preflight import model_depth, preflight
+from orchestrator.sweep_config import SweepConfig
+from search_spaces.presets import load_preset
+from search_spaces.space import SearchSpace, apply, is_grid
+
+SWEEP_FILE = "sweep.yaml"
+STATE_FILE = "sweep_state.json"
+TUNE_NAME = "tune"
+# Sections a search space may not touch: every trial of a sweep shares one prepared target model and benchmark.
+FROZEN_SECTIONS = ("data", "model", "prepare", "output_dir")
+# Metrics that exist only with the oracle reference that `prepare` caches.
+ORACLE_METRICS = {"forget_quality", "privleak"}
+
+
+class SweepError(ValueError):
+    """The sweep cannot start or resume as asked (the message says why and what to do)."""
+
+
+@dataclass(frozen=True)
+class SweepPaths:
+    """The files of one sweep, under `storage.dir/name`."""
+
+    root: Path
+
+    @property
+    def sweep_file(self) -> Path:
+        return self.root / SWEEP_FILE
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / STATE_FILE
+
+    @property
+    def trials(self) -> Path:
+        return self.root / "trials"
+
+    @property
+    def tune(self) -> Path:
+        return self.root / TUNE_NAME
+
+    def optuna_url(self, cfg: SweepConfig) -> str:
+        return cfg.storage.optuna_url or f"sqlite:///{self.root / 'optuna.db'}"
+
+
+def sweep_paths(cfg: SweepConfig) -> SweepPaths:
+    return SweepPaths(Path(cfg.storage.dir).resolve() / cfg.name)
+
+
+def resolve_space(cfg: SweepConfig) -> SearchSpace:
+    """The sweep's search space: a shipped preset by name or an inline definition."""
+    return load_preset(cfg.space) if isinstance(cfg.space, str) else SearchSpace.from_dict(cfg.space)
+
+
+def known_metrics() -> set[str]:
+    """Every metric a trial can report: the registered evaluation metrics and the training losses."""
+    from trainables.metrics import METRICS
+
+    return set(METRICS.names()) | {"train/loss", "train/forget_loss", "train/retain_loss", "train/clreg_loss",
+                                   "train_seconds", "eval_seconds"}
+
+
+@dataclass(frozen=True)
+class ValidatedSweep:
+    """What `validate_sweep` established, reused by the driver so nothing is loaded twice."""
+
+    cfg: SweepConfig
+    space: SearchSpace
+    num_layers: int
+    num_trials: int
+    bench: Any
+
+
+def validate_sweep(cfg: SweepConfig) -> ValidatedSweep:
+    """All checks that need no cluster: base trial config, data, space, objectives, sampler, storage.
+
+    Raises:
+        SweepError, ConfigError or another ValueError naming the field and the allowed values.
+    """
+    bench = preflight(cfg.base)
+    space = resolve_space(cfg)
+    num_layers = model_depth(cfg.base)
+    frozen = [p for p in space.params if p.split(".")[0] in FROZEN_SECTIONS]
+    if frozen:
+        raise SweepError(f"space: {', '.join(frozen)} cannot be searched (one prepared model and benchmark per "
+                         f"sweep); searchable sections: method, clreg, train, eval")
+    allowed = known_metrics()
+    for i, obj in enumerate(cfg.objectives):
+        if obj.metric not in allowed:
+            raise SweepError(f"objectives[{i}].metric {obj.metric!r} is reported by no metric; allowed: "
+                             f"{', '.join(sorted(allowed))}")
+        if obj.metric in ORACLE_METRICS and not cfg.base.prepare.enabled and not cfg.base.prepare.oracle_path:
+            raise SweepError(f"objectives[{i}].metric {obj.metric} needs the oracle model: set prepare.enabled "
+                             f"or prepare.oracle_path")
+    grid = [g for g in space.grid(num_layers) if g]
+    num_trials = cfg.search.num_trials
+    if cfg.search.sampler == "grid":
+        sampled = [name for name, p in space.params.items() if not is_grid(p)]
+        if sampled or not grid:
+            raise SweepError(f"search.sampler=grid needs a space of grid parameters only; sampled: {sampled}")
+        num_trials = len(grid)
+    if cfg.search.asha and cfg.base.eval.every != 1:
+        raise SweepError("search.asha needs base.eval.every=1 so that every epoch reports the objectives")
+    return ValidatedSweep(cfg, space, num_layers, num_trials, bench)
+
+
+def describe_trial(params: dict) -> dict[str, str]:
+    """MLflow tags of a trial, for filtering in the dashboard."""
+    clreg_on = params.get("clreg.enabled", True)
+    return {"method": str(params.get("method.name", "")), "clreg": "on" if clreg_on else "off",
+            "layer": str(params.get("clreg.layer", "")) if clreg_on else ""}
+
+
+def trial_driver(params: dict, *, base: dict, target_dir: str, oracle_reference: str | None, trials_dir: str,
+                 objectives: list[str]) -> None:
+    """One Tune trial: the sampled `params` applied to `base`, run as a Ray Train + DeepSpeed job."""
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from trainables.config import TrialConfig
+    from trainables.engine.trainer import build_trainer
+    from trainables.engine.worker import WorkerJob
+
+    trial_id = tune.get_context().get_trial_id()
+    cfg = TrialConfig.model_validate(apply(base, params))
+    out = Path(trials_dir) / trial_id
+    job = WorkerJob(trial=cfg.model_dump(mode="json", by_alias=True), task="unlearn", model_dir=target_dir,
+                    output_dir=str(out), oracle_reference=oracle_reference)
+    result = build_trainer(job, cfg, storage_path=str(out / "ray"), name=f"trial-{trial_id}",
+                           callbacks=[TuneReportCallback()]).fit()
+    if result.error:
+        raise result.error
+
+
+@dataclass
+class SweepOutcome:
+    """What a finished (or stopped) sweep produced."""
+
+    paths: SweepPaths
+    tracking_uri: str
+    summary: tracking.ParetoSummary
+    num_errors: int
+
+
+def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool = False,
+              log=print) -> SweepOutcome:
+    """Run (or resume) the sweep `checked` describes on the cluster at `address` (or a local one)."""
+    from orchestrator.cluster import ray_cluster
+    from orchestrator.prepare import prepare
+
+    cfg = checked.cfg
+    paths = sweep_paths(cfg)
+    uri = cfg.mlflow.tracking_uri or tracking.default_tracking_uri(Path.cwd())
+    tracking.check_tracking(uri)
+    # Saved with absolute locations, so `resume` and `report` work from any directory.
+    cfg = cfg.model_copy(update={"storage": cfg.storage.model_copy(update={"dir": str(paths.root.parent)}),
+                                 "mlflow": cfg.mlflow.model_copy(update={"tracking_uri": uri})})
+    _claim_sweep_dir(paths, cfg, resume)
+    with ray_cluster(address):
+        prepared = prepare(cfg.base, log=log, bench=checked.bench)
+        runs = tracking.open_sweep(uri, cfg.mlflow.experiment or cfg.name, cfg.name,
+                                   cfg.model_dump(mode="json", by_alias=True))
+        if resume:
+            tracking.close_zombies(runs)
+        _write_json(paths.state_file, {"parent_run_id": runs.parent_run_id, "experiment_id": runs.experiment_id,
+                                       "tracking_uri": uri, "target_dir": prepared.target_dir})
+        tuner = _tuner(checked, paths, prepared, runs, resume, log)
+        log(f"sweep {cfg.name}: {checked.num_trials} trials, {cfg.search.max_concurrent} at a time, sampler "
+            f"{cfg.search.sampler}, objectives {[(o.metric, o.mode) for o in cfg.objectives]}")
+        results = tuner.fit()
+    summary = tracking.update_pareto(runs, [(o.metric, o.mode) for o in cfg.objectives])
+    tracking.close_zombies(runs)
+    tracking.close_sweep(runs, "FINISHED" if not results.errors else "FAILED")
+    return SweepOutcome(paths, uri, summary, len(results.errors))
+
+
+def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, runs: tracking.SweepRuns, resume: bool, log):
+    from ray import tune
+
+    from orchestrator.search import make_searcher
+    from orchestrator.tune_tracking import SweepTracker
+
+    cfg = checked.cfg
+    objectives = [(o.metric, o.mode) for o in cfg.objectives]
+    trainable = tune.with_parameters(
+        trial_driver, base=cfg.base.model_dump(mode="json", by_alias=True), target_dir=prepared.target_dir,
+        oracle_reference=prepared.oracle_reference, trials_dir=str(paths.trials), objectives=[m for m, _ in objectives],
+    )
+    # The trial driver only waits on its Ray Train job, whose workers hold the CPUs/GPUs.
+    trainable = tune.with_resources(trainable, {"CPU": 0})
+    if resume:
+        return tune.Tuner.restore(str(paths.tune), trainable=trainable, resume_unfinished=True,
+                                  resume_errored=False)
+    scheduler = None
+    if cfg.search.asha:
+        scheduler = tune.schedulers.ASHAScheduler(metric=objectives[0][0], mode=objectives[0][1],
+                                                  time_attr="epoch", max_t=cfg.base.train.epochs, grace_period=1)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=make_searcher(checked.space, checked.num_layers, objectives, cfg.search, checked.num_trials,
+                                     study_name=f"clreg-sweep:{cfg.name}", storage_url=paths.optuna_url(cfg)),
+            scheduler=scheduler,
+            num_samples=checked.num_trials,
+            max_concurrent_trials=cfg.search.max_concurrent,
+        ),
+        run_config=tune.RunConfig(
+            name=TUNE_NAME,
+            storage_path=str(paths.root),
+            callbacks=[SweepTracker(runs, objectives, describe_trial, log=log)],
+            failure_config=tune.FailureConfig(max_failures=0),
+            verbose=1,
+        ),
+    )
+
+
+def _claim_sweep_dir(paths: SweepPaths, cfg: SweepConfig, resume: bool) -> None:
+    """A new sweep needs a new directory; a resume needs the old one and the same sweep file."""
+    if resume:
+        if not paths.tune.is_dir():
+            raise SweepError(f"{paths.root} holds no Tune experiment to resume")
+        return
+    if paths.sweep_file.exists():
+        raise SweepError(f"sweep directory {paths.root} exists: `clreg-sweep resume {paths.root}` continues it, "
+                         f"or choose another name (--set name=...)")
+    paths.root.mkdir(parents=True, exist_ok=True)
+    if not os.access(paths.root, os.W_OK):
+        raise SweepError(f"storage.dir {paths.root.parent} is not writable")
+    tmp = paths.sweep_file.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(cfg.model_dump(mode="json", by_alias=True), sort_keys=False))
+    os.replace(tmp, paths.sweep_file)
+
+
+def load_sweep_dir(root: str | Path) -> SweepConfig:
+    """The resolved sweep file a sweep directory was started with."""
+    from orchestrator.config_files import load_config
+
+    f = Path(root) / SWEEP_FILE
+    if not f.is_file():
+        raise SweepError(f"{root} is not a sweep directory (no {SWEEP_FILE})")
+    return load_config(SweepConfig, f)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)

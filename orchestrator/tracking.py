@@ -1,0 +1,478 @@
+"""MLflow bookkeeping of a sweep: one parent run per sweep, one child run per trial, the Pareto front on the parent.
+
+Runs on the sweep driver only. A SQLite store takes one writer at a time, and the driver already sees every
+trial result, so it is the one process that writes; trial workers never talk to MLflow.
+
+Every call goes through `MlflowClient` (no `mlflow.start_run` global state), and every run is looked up by its
+tags before it is created. Ray's `MLflowLoggerCallback` keeps no state across `Tuner.restore`, so a resumed sweep
+would get duplicate runs; here a restarted driver finds its parent by `clreg.sweep` and each trial's child by
+`clreg.trial_id`, and carries on logging into them.
+
+Typical use on the driver::
+
+    check_tracking(uri)
+    runs = open_sweep(uri, experiment, sweep_name, sweep_params)
+    close_zombies(runs)                       # children a killed driver left RUNNING
+    run_id = child_run(runs, trial_id, params, tags)
+    log_metrics(runs, run_id, result, step)
+    finish_child(runs, run_id, "FINISHED", None)
+    summary = update_pareto(runs, [("forget_quality", "max"), ("model_utility", "max")])
+    close_sweep(runs, "FINISHED")
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import numbers
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import pandas as pd
+import requests
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, Run, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.protos import databricks_pb2
+from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS, MLFLOW_PARENT_RUN_ID
+from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
+from sqlalchemy.engine import make_url
+
+from orchestrator.pareto import hypervolume, pareto_front
+from orchestrator.pareto_artifacts import pareto_figure, pareto_html, trial_label
+
+_log = logging.getLogger(__name__)
+
+TAG_SWEEP = "clreg.sweep"
+TAG_ROLE = "clreg.role"
+TAG_TRIAL = "clreg.trial_id"
+TAG_FAILURE = "clreg.failure_reason"
+TAG_PARETO = "pareto"
+FAILURE_REASON_CHARS = 500
+
+RETRIES = 5
+FIRST_DELAY_S = 0.5
+HEALTH_TIMEOUT_S = 5.0
+
+# Keys that may hold credentials (MLFLOW_TRACKING_TOKEN, AWS_SECRET_ACCESS_KEY, db passwords, API keys).
+# Params are visible to anyone who can read the experiment and cannot be deleted, so a credential logged once
+# stays exposed; such keys are dropped whole. "key" also drops harmless names (e.g. "monkey"): acceptable.
+_SECRET_KEY = re.compile(r"token|secret|password|key", re.IGNORECASE)
+# user:password@ inside URIs (optuna_url = postgresql://user:pw@host/db): the value is logged, the password not.
+_URI_PASSWORD = re.compile(r"(://[^/@:\s]*):[^/@\s]*@")
+
+# Error codes that no retry can fix: the request itself is wrong (bad key, unknown run, rejected credentials).
+_PERMANENT_ERRORS = {
+    databricks_pb2.ErrorCode.Name(code)
+    for code in (
+        databricks_pb2.INVALID_PARAMETER_VALUE,
+        databricks_pb2.RESOURCE_DOES_NOT_EXIST,
+        databricks_pb2.RESOURCE_ALREADY_EXISTS,
+        databricks_pb2.INVALID_STATE,
+        databricks_pb2.BAD_REQUEST,
+        databricks_pb2.MALFORMED_REQUEST,
+        databricks_pb2.ENDPOINT_NOT_FOUND,
+        databricks_pb2.PERMISSION_DENIED,
+        databricks_pb2.UNAUTHENTICATED,
+    )
+}
+
+Status = Literal["FINISHED", "FAILED", "KILLED"]
+T = TypeVar("T")
+
+
+class TrackingError(RuntimeError):
+    """The MLflow store cannot be used, or refused a write after all retries (the message names the URI)."""
+
+
+@dataclass(frozen=True)
+class SweepRuns:
+    """Where a sweep logs: enough to reach the parent run again from any function on the driver."""
+
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+
+
+@dataclass
+class ParetoSummary:
+    """The front after `update_pareto`, for printing.
+
+    `front` has one dict per front member, best first on the first objective: label, trial_id, run_id, one key
+    per objective metric and `params.<name>` per trial parameter (the columns of `pareto/front.json`).
+    """
+
+    front: list[dict[str, Any]]
+    hypervolume: float
+    num_trials: int
+    reference: list[float] = field(default_factory=list)
+
+
+def default_tracking_uri(workdir: Path) -> str:
+    """The embedded store: `mlflow.db` in `workdir`, as an absolute SQLite URI so a later `cd` cannot move it."""
+    return f"sqlite:///{Path(workdir).resolve() / 'mlflow.db'}"
+
+
+def check_tracking(uri: str) -> None:
+    """Fail in seconds, before any trial starts, when the store at `uri` cannot be opened or written.
+
+    An HTTP server is first asked for `/health` with a short timeout: MLflow's own client retries for minutes
+    before it gives up on an unreachable host. A SQLite file must be writable, with its directory (SQLite writes
+    its journal next to the file).
+
+    Raises:
+        TrackingError: naming the URI (password removed) and the cause.
+    """
+    try:
+        if uri.startswith(("http://", "https://")):
+            requests.get(uri.rstrip("/") + "/health", timeout=HEALTH_TIMEOUT_S).raise_for_status()
+        MlflowClient(uri).search_experiments(max_results=1)
+        if uri.startswith("sqlite:"):
+            _check_sqlite_writable(uri)
+    except Exception as error:
+        raise TrackingError(f"MLflow tracking store {redact(uri)} cannot be used: {redact(str(error))}") from error
+
+
+def open_sweep(uri: str, experiment_name: str, sweep_name: str, sweep_params: Mapping[str, Any]) -> SweepRuns:
+    """Get or create the experiment and the sweep's parent run, and mark the parent RUNNING.
+
+    Idempotent: a second call (a resumed sweep) returns the same parent. Parameters already logged keep their
+    first value (MLflow params are immutable); new keys are added.
+
+    Args:
+        uri: tracking URI (see `default_tracking_uri`).
+        experiment_name: created when missing; a SQLite store keeps its artifacts in `mlartifacts/` next to the
+            database file (MLflow's default, `./mlruns`, depends on the current directory).
+        sweep_name: the parent's run name and `clreg.sweep` tag.
+        sweep_params: sweep settings, nested dicts allowed; logged flattened (`search.sampler`), credentials
+            dropped (see `loggable`).
+    """
+    client = MlflowClient(uri)
+    experiment_id = _experiment_id(client, uri, experiment_name)
+    found = _search(
+        client, experiment_id, f"tags.`{TAG_SWEEP}` = {_quote(sweep_name)} AND tags.`{TAG_ROLE}` = 'parent'"
+    )
+    if found:
+        parent = found[0]
+        client.update_run(parent.info.run_id, status="RUNNING")
+    else:
+        parent = client.create_run(experiment_id, run_name=sweep_name, tags={TAG_SWEEP: sweep_name, TAG_ROLE: "parent"})
+    _log_new_params(client, parent, loggable(sweep_params))
+    return SweepRuns(uri, experiment_id, parent.info.run_id)
+
+
+def child_run(runs: SweepRuns, trial_id: str, params: Mapping[str, Any], tags: Mapping[str, Any]) -> str:
+    """Run id of the trial's child run, created on first use; call when the trial starts or resumes.
+
+    Never duplicates: the child is found by `clreg.trial_id` under this parent. Params are logged on creation;
+    on resume only keys not yet logged are added (MLflow params are immutable). Tags are updated, and a child
+    that a stopped driver left KILLED is marked RUNNING again.
+    """
+    client = MlflowClient(runs.tracking_uri)
+    run = _find_child(client, runs, trial_id)
+    reserved = {MLFLOW_PARENT_RUN_ID: runs.parent_run_id, TAG_TRIAL: trial_id, TAG_ROLE: "child"}
+    all_tags = {**loggable(tags), **reserved}
+    if run is None:
+        run = client.create_run(runs.experiment_id, run_name=trial_id, tags=all_tags)
+    else:
+        changed = [RunTag(k, v) for k, v in all_tags.items() if run.data.tags.get(k) != v]
+        _batches(client, run.info.run_id, tags=changed)
+        if run.info.status != "RUNNING":
+            client.update_run(run.info.run_id, status="RUNNING")
+    _log_new_params(client, run, loggable(params))
+    return run.info.run_id
+
+
+def log_metrics(runs: SweepRuns, run_id: str, metrics: Mapping[str, Any], step: int | None = None) -> None:
+    """Log the numeric, finite values of `metrics` (e.g. a Tune result) in batches, retrying transient errors.
+
+    None, NaN, infinities and non-numbers (strings, nested dicts of a Tune result) are skipped: MLflow stores
+    floats only, and a NaN would break every plot of the metric. Booleans are logged as 0/1.
+
+    Raises:
+        TrackingError: when the store refuses the batch (bad key, unknown run) or is still failing after
+            `RETRIES` tries with exponential backoff; a metric is never dropped silently.
+    """
+    values = {k: float(v) for k, v in metrics.items() if _is_finite_number(v)}
+    timestamp = int(time.time() * 1000)
+    batch = [Metric(k, v, timestamp, step or 0) for k, v in values.items()]
+    _batches(MlflowClient(runs.tracking_uri), run_id, metrics=batch)
+
+
+def finish_child(runs: SweepRuns, run_id: str, status: Status, reason: str | None = None) -> None:
+    """End a child run; a FAILED or KILLED one gets `reason` (first 500 characters) as `clreg.failure_reason`."""
+    if status not in ("FINISHED", "FAILED", "KILLED"):
+        raise ValueError(f"status must be FINISHED, FAILED or KILLED, got {status!r}")
+    client = MlflowClient(runs.tracking_uri)
+    if reason and status != "FINISHED":
+        tag = RunTag(TAG_FAILURE, redact(reason)[:FAILURE_REASON_CHARS])
+        _batches(client, run_id, tags=[tag])
+    _terminate(client, run_id, status)
+
+
+def close_zombies(runs: SweepRuns) -> list[str]:
+    """Mark children still RUNNING as KILLED and return their run ids.
+
+    Call on resume (the previous driver died without ending them) and when the sweep ends; a resumed trial's
+    `child_run` marks its run RUNNING again.
+    """
+    client = MlflowClient(runs.tracking_uri)
+    zombies = _search(client, runs.experiment_id, f"{_child_filter(runs)} AND attributes.status = 'RUNNING'")
+    for run in zombies:
+        finish_child(runs, run.info.run_id, "KILLED", "the sweep driver stopped while the trial was running")
+    return [run.info.run_id for run in zombies]
+
+
+def close_sweep(runs: SweepRuns, status: Status = "FINISHED") -> None:
+    """End the parent run, after closing children left RUNNING (they cannot outlive the sweep)."""
+    close_zombies(runs)
+    _terminate(MlflowClient(runs.tracking_uri), runs.parent_run_id, status)
+
+
+def update_pareto(
+    runs: SweepRuns,
+    objectives: Sequence[tuple[str, str]],
+    reference: Sequence[float] | None = None,
+    label: Callable[[Mapping[str, str], str], str] = trial_label,
+) -> ParetoSummary:
+    """Recompute the Pareto front over the FINISHED children that report every objective, and publish it.
+
+    Each such child is tagged `pareto=true|false` (only when the tag changes). The parent gets the metrics
+    `pareto/hypervolume` and `pareto/num_trials` at step = number of those children, and the artifacts
+    `pareto/front.json` (one row per front member: label, trial id, run id, objective values, `params.*`),
+    `pareto/front.png` and `pareto/front.html`. FAILED, KILLED and RUNNING children are ignored.
+
+    Args:
+        runs: the sweep.
+        objectives: (metric, "max" | "min") pairs, as in the sweep file.
+        reference: hypervolume reference point, one value per objective. Default: 0.0 for a maximised objective
+            (the scores here live in [0, 1]) and the largest observed value for a minimised one (there is no
+            natural bound); the worst trial on a minimised axis then adds no volume, and the reference moves as
+            trials arrive, so pass a fixed reference to compare hypervolumes across sweeps.
+        label: names a trial in plots from its params (strings) and trial id.
+
+    Raises:
+        ValueError: for a mode other than "max"/"min" or a reference of the wrong length.
+    """
+    names = [metric for metric, _ in objectives]
+    maximize = [_is_max(mode) for _, mode in objectives]
+    client = MlflowClient(runs.tracking_uri)
+    finished = _search(client, runs.experiment_id, f"{_child_filter(runs)} AND attributes.status = 'FINISHED'")
+    trials = sorted((r for r in finished if all(n in r.data.metrics for n in names)), key=lambda r: r.info.start_time)
+    points = [[r.data.metrics[n] for n in names] for r in trials]
+    front = pareto_front(points, maximize)
+    ref = list(reference) if reference is not None else default_reference(points, maximize)
+    volume = hypervolume(points, ref, maximize) if points else 0.0
+    _tag_pareto(client, trials, set(front))
+    labels = [label(r.data.params, r.data.tags.get(TAG_TRIAL, r.info.run_id)) for r in trials]
+    front = sorted(front, key=lambda i: -points[i][0] if maximize[0] else points[i][0])
+    rows = [_front_row(trials[i], labels[i], names) for i in front]
+    log_metrics(runs, runs.parent_run_id, {"pareto/hypervolume": volume, "pareto/num_trials": len(trials)}, len(trials))
+    _log_pareto_artifacts(client, runs, rows, points, front, labels, names, maximize)
+    return ParetoSummary(rows, volume, len(trials), ref)
+
+
+def loggable(values: Mapping[str, Any]) -> dict[str, str]:
+    """`values` flattened to dotted keys and stringified, without credentials.
+
+    Keys containing token/secret/password/key (any case) are dropped and `user:password@` in URIs is masked:
+    MLflow params cannot be deleted, and whoever can read the experiment can read them.
+    """
+    return {k: redact(str(v)) for k, v in _flatten(values).items() if not _SECRET_KEY.search(k)}
+
+
+def redact(text: str) -> str:
+    """`text` with the password of any `scheme://user:password@host` replaced by `***`."""
+    return _URI_PASSWORD.sub(r"\1:***@", text)
+
+
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _check_sqlite_writable(uri: str) -> None:
+    """SQLite opens a read-only file without complaint and fails on the first write: check before that."""
+    database = make_url(uri).database
+    if not database or database == ":memory:":
+        return
+    path = Path(database).resolve()
+    for target in (path, path.parent):
+        if not os.access(target, os.W_OK):
+            raise TrackingError(f"{target} is not writable")
+
+
+def _experiment_id(client: MlflowClient, uri: str, name: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        return client.create_experiment(name, artifact_location=_artifact_location(uri, name))
+    if experiment.lifecycle_stage == "deleted":
+        raise TrackingError(
+            f"MLflow experiment {name!r} in {redact(uri)} is deleted: restore it (`mlflow experiments restore`) "
+            "or choose another experiment name"
+        )
+    return experiment.experiment_id
+
+
+def _artifact_location(uri: str, experiment_name: str) -> str | None:
+    """`mlartifacts/<experiment>` next to a SQLite file; None (the server's choice) for other stores."""
+    if not uri.startswith("sqlite:"):
+        return None
+    database = make_url(uri).database
+    if not database or database == ":memory:":
+        return None
+    safe_name = re.sub(r"[^A-Za-z0-9_.-]", "_", experiment_name)
+    return (Path(database).resolve().parent / "mlartifacts" / safe_name).as_uri()
+
+
+def _search(client: MlflowClient, experiment_id: str, filter_string: str) -> list[Run]:
+    """All active runs matching the filter, across result pages."""
+    found: list[Run] = []
+    token = None
+    while True:
+        page = client.search_runs([experiment_id], filter_string, max_results=1000, page_token=token)
+        found.extend(page)
+        token = page.token
+        if not token:
+            return found
+
+
+def _find_child(client: MlflowClient, runs: SweepRuns, trial_id: str) -> Run | None:
+    found = _search(client, runs.experiment_id, f"{_child_filter(runs)} AND tags.`{TAG_TRIAL}` = {_quote(trial_id)}")
+    return found[0] if found else None
+
+
+def _child_filter(runs: SweepRuns) -> str:
+    return f"tags.`{MLFLOW_PARENT_RUN_ID}` = {_quote(runs.parent_run_id)}"
+
+
+def _quote(value: str) -> str:
+    """A string literal for an MLflow filter; MLflow's filter grammar has no escape for quotes."""
+    if "'" in value:
+        raise ValueError(f"{value!r}: names used to find MLflow runs may not contain a single quote")
+    return f"'{value}'"
+
+
+def _log_new_params(client: MlflowClient, run: Run, params: Mapping[str, str]) -> None:
+    """Log the params the run does not have yet; a key logged before keeps its value (MLflow forbids changes)."""
+    logged = run.data.params
+    for key in sorted(k for k in params if k in logged and logged[k] != params[k]):
+        _log.warning("run %s keeps %s=%r; ignoring the new value %r", run.info.run_id, key, logged[key], params[key])
+    new = [Param(k, v) for k, v in params.items() if k not in logged]
+    _batches(client, run.info.run_id, params=new)
+
+
+def _batches(
+    client: MlflowClient,
+    run_id: str,
+    metrics: Sequence[Metric] = (),
+    params: Sequence[Param] = (),
+    tags: Sequence[RunTag] = (),
+) -> None:
+    """Synchronous `log_batch` calls within MLflow's per-request limits, each retried on transient errors."""
+    limits = {"metrics": MAX_METRICS_PER_BATCH, "params": MAX_PARAMS_TAGS_PER_BATCH, "tags": MAX_PARAMS_TAGS_PER_BATCH}
+    for kind, items in (("metrics", metrics), ("params", params), ("tags", tags)):
+        for start in range(0, len(items), limits[kind]):
+            chunk = {kind: items[start : start + limits[kind]]}
+            what = f"log {len(chunk[kind])} {kind} to run {run_id}"
+            _retry(what, client.tracking_uri, lambda: client.log_batch(run_id, **chunk, synchronous=True))
+
+
+def _terminate(client: MlflowClient, run_id: str, status: Status) -> None:
+    _retry(f"end run {run_id}", client.tracking_uri, lambda: client.set_terminated(run_id, status))
+
+
+def _retry(what: str, uri: str, call: Callable[[], T], tries: int = RETRIES, first_delay: float = FIRST_DELAY_S) -> T:
+    """`call()`, retried with doubling delays on errors that may pass (server busy, database locked, network).
+
+    Raises:
+        TrackingError: at once for an error no retry can fix, or with the last error after `tries` attempts.
+    """
+    for attempt in range(1, tries + 1):
+        try:
+            return call()
+        except (MlflowException, requests.RequestException, OSError) as error:
+            if isinstance(error, MlflowException) and error.error_code in _PERMANENT_ERRORS:
+                raise TrackingError(f"MLflow at {redact(uri)} refused to {what}: {error}") from error
+            if attempt == tries:
+                raise TrackingError(f"could not {what} at {redact(uri)} after {tries} tries: {error}") from error
+            delay = first_delay * 2 ** (attempt - 1)
+            _log.warning("could not %s (%s); retrying in %.1f s", what, error, delay)
+            time.sleep(delay)
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and math.isfinite(value)
+
+
+def _is_max(mode: str) -> bool:
+    if mode not in ("max", "min"):
+        raise ValueError(f"objective mode must be 'max' or 'min', got {mode!r}")
+    return mode == "max"
+
+
+def default_reference(points: Sequence[Sequence[float]], maximize: Sequence[bool]) -> list[float]:
+    """0.0 on maximised axes, the largest observed value on minimised ones (0.0 before any trial)."""
+    return [0.0 if up else max((p[d] for p in points), default=0.0) for d, up in enumerate(maximize)]
+
+
+def _tag_pareto(client: MlflowClient, trials: Sequence[Run], front: set[int]) -> None:
+    for index, run in enumerate(trials):
+        value = "true" if index in front else "false"
+        if run.data.tags.get(TAG_PARETO) != value:
+            _batches(client, run.info.run_id, tags=[RunTag(TAG_PARETO, value)])
+
+
+def _front_row(run: Run, label: str, names: Sequence[str]) -> dict[str, Any]:
+    row: dict[str, Any] = {"label": label, "trial_id": run.data.tags.get(TAG_TRIAL), "run_id": run.info.run_id}
+    row.update({name: run.data.metrics[name] for name in names})
+    row.update({f"params.{k}": v for k, v in sorted(run.data.params.items())})
+    return row
+
+
+def _log_pareto_artifacts(
+    client: MlflowClient,
+    runs: SweepRuns,
+    rows: list[dict[str, Any]],
+    points: list[list[float]],
+    front: list[int],
+    labels: list[str],
+    names: list[str],
+    maximize: list[bool],
+) -> None:
+    """Write front.json/png/html and upload them to the parent's `pareto/`, replacing the previous ones.
+
+    The table is written as `client.log_table` writes it (pandas "split" JSON, registered in the
+    `mlflow.loggedArtifacts` tag so the UI shows it as a table), because `log_table` appends to an existing
+    file and the front would pile up stale rows after each trial.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        pd.DataFrame(rows).to_json(folder / "front.json", orient="split", index=False, date_format="iso")
+        pareto_figure(points, front, labels, names, maximize).savefig(folder / "front.png", bbox_inches="tight")
+        (folder / "front.html").write_text(pareto_html(points, front, labels, names, maximize), encoding="utf-8")
+        _retry(
+            f"upload the Pareto artifacts of run {runs.parent_run_id}",
+            runs.tracking_uri,
+            lambda: client.log_artifacts(runs.parent_run_id, tmp, "pareto"),
+        )
+    _register_table(client, runs.parent_run_id, "pareto/front.json")
+
+
+def _register_table(client: MlflowClient, run_id: str, artifact_file: str) -> None:
+    logged = json.loads(client.get_run(run_id).data.tags.get(MLFLOW_LOGGED_ARTIFACTS, "[]"))
+    entry = {"path": artifact_file, "type": "table"}
+    if entry not in logged:
+        _batches(client, run_id, tags=[RunTag(MLFLOW_LOGGED_ARTIFACTS, json.dumps([*logged, entry]))])
