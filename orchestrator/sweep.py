@@ -182,7 +182,7 @@ def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool 
             tracking.close_zombies(runs)
         _write_json(paths.state_file, {"parent_run_id": runs.parent_run_id, "experiment_id": runs.experiment_id,
                                        "tracking_uri": uri, "target_dir": prepared.target_dir})
-        tuner = _tuner(checked, paths, prepared, runs, resume, log)
+        tuner = _tuner(checked, paths, prepared, runs, resume)
         log(f"sweep {cfg.name}: {checked.num_trials} trials, {cfg.search.max_concurrent} at a time, sampler "
             f"{cfg.search.sampler}, objectives {[(o.metric, o.mode) for o in cfg.objectives]}")
         results = tuner.fit()
@@ -192,10 +192,15 @@ def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool 
     return SweepOutcome(paths, uri, summary, len(results.errors))
 
 
-def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, runs: tracking.SweepRuns, resume: bool, log):
+def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, runs: tracking.SweepRuns, resume: bool):
     from ray import tune
 
     from orchestrator.search import make_searcher
+
+    # Objectives arrive with the trial's evaluation (its last report, or every `eval.every` epochs); per-epoch
+    # training reports do not carry them, which Tune's strict check would reject. The searcher itself reads only
+    # the final result (see `orchestrator.search.trial_outcome`).
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     from orchestrator.tune_tracking import SweepTracker
 
     cfg = checked.cfg
@@ -204,8 +209,10 @@ def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, runs: tracking.
         trial_driver, base=cfg.base.model_dump(mode="json", by_alias=True), target_dir=prepared.target_dir,
         oracle_reference=prepared.oracle_reference, trials_dir=str(paths.trials), objectives=[m for m, _ in objectives],
     )
-    # The trial driver only waits on its Ray Train job, whose workers hold the CPUs/GPUs.
-    trainable = tune.with_resources(trainable, {"CPU": 0})
+    # The trial driver only waits on its Ray Train job, whose workers hold the CPUs/GPUs in their own placement
+    # group. Tune refuses an all-zero request, so the driver asks for one byte of memory: it then blocks no CPU,
+    # and 2 one-CPU trials run side by side on a 2-core laptop (with {"CPU": 1} only one would fit).
+    trainable = tune.with_resources(trainable, {"memory": 1})
     if resume:
         return tune.Tuner.restore(str(paths.tune), trainable=trainable, resume_unfinished=True,
                                   resume_errored=False)
@@ -225,7 +232,7 @@ def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, runs: tracking.
         run_config=tune.RunConfig(
             name=TUNE_NAME,
             storage_path=str(paths.root),
-            callbacks=[SweepTracker(runs, objectives, describe_trial, log=log)],
+            callbacks=[SweepTracker(runs, objectives, describe_trial)],
             failure_config=tune.FailureConfig(max_failures=0),
             verbose=1,
         ),

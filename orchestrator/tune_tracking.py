@@ -7,6 +7,7 @@ run is looked up by its trial id first, so a resumed sweep continues the same ru
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 
 from ray.tune import Callback
@@ -24,11 +25,10 @@ class SweepTracker(Callback):
     """Creates a child run per trial, logs per-epoch and final metrics, and refreshes the Pareto front."""
 
     def __init__(self, runs: tracking.SweepRuns, objectives: list[tuple[str, str]],
-                 describe: Callable[[dict], dict[str, str]], log: Callable[[str], None] = print) -> None:
+                 describe: Callable[[dict], dict[str, str]]) -> None:
         self.runs = runs
         self.objectives = objectives
         self.describe = describe
-        self.log = log
         self._run_ids: dict[str, str] = {}
 
     def _run_id(self, trial) -> str:
@@ -51,13 +51,18 @@ class SweepTracker(Callback):
                               None if complete else "stopped early by the scheduler")
         summary = tracking.update_pareto(self.runs, self.objectives)
         values = ", ".join(f"{m}={_fmt(result.get(m))}" for m, _ in self.objectives)
-        self.log(f"trial {trial.trial_id} done ({values}); {summary.num_trials} complete, "
+        _say(f"trial {trial.trial_id} done ({values}); {summary.num_trials} complete, "
                  f"{len(summary.front)} on the Pareto front, hypervolume {summary.hypervolume:.4g}")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         reason = _error_text(trial)
         tracking.finish_child(self.runs, self._run_id(trial), "FAILED", reason)
-        self.log(f"trial {trial.trial_id} FAILED: {reason.splitlines()[-1] if reason else 'unknown error'}")
+        _say(f"trial {trial.trial_id} FAILED: {reason.splitlines()[-1] if reason else 'unknown error'}")
+
+
+def _say(line: str) -> None:
+    """Progress lines beside Tune's table (plain stderr: the callback is pickled with the experiment state)."""
+    print(f"[clreg-sweep] {line}", file=sys.stderr, flush=True)
 
 
 def _error_text(trial) -> str:
