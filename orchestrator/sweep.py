@@ -111,11 +111,12 @@ def validate_sweep(cfg: SweepConfig) -> ValidatedSweep:
             raise SweepError(f"objectives[{i}].metric {obj.metric} needs the oracle model: set prepare.enabled "
                              f"or prepare.oracle_path")
     grid = [g for g in space.grid(num_layers) if g]
+    sampled = [name for name, p in space.params.items() if not is_grid(p)]
     num_trials = cfg.search.num_trials
-    if cfg.search.sampler == "grid":
-        sampled = [name for name, p in space.params.items() if not is_grid(p)]
-        if sampled or not grid:
-            raise SweepError(f"search.sampler=grid needs a space of grid parameters only; sampled: {sampled}")
+    if cfg.search.sampler == "grid" and (sampled or not grid):
+        raise SweepError(f"search.sampler=grid needs a space of grid parameters only; sampled: {sampled}")
+    if grid and not sampled:
+        # A pure grid (the ablation presets) is enumerated exactly once, whatever the sampler.
         num_trials = len(grid)
     if cfg.search.asha and cfg.base.eval.every != 1:
         raise SweepError("search.asha needs base.eval.every=1 so that every epoch reports the objectives")
