@@ -83,13 +83,10 @@ def cmd_eval(args) -> int:
 
 
 def _sweep_config(args):
-    from orchestrator.config_files import apply_overrides, read_yaml, validate
+    from orchestrator.config_files import load_config
     from orchestrator.sweep_config import SweepConfig
 
-    data = read_yaml(args.file) if args.file else {}
-    if args.preset:
-        data["space"] = args.preset
-    return validate(SweepConfig, apply_overrides(data, args.set), args.file or "defaults")
+    return load_config(SweepConfig, args.file, ([f"space={args.preset}"] if args.preset else []) + args.set)
 
 
 def cmd_sweep(args) -> int:

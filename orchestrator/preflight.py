@@ -6,7 +6,7 @@ from pathlib import Path
 
 from trainables.config import TrialConfig
 from trainables.data.loading import load_benchmark
-from trainables.data.schema import Benchmark
+from trainables.data.schema import Benchmark, require_paraphrases
 from trainables.model.layers import resolve_layer
 from trainables.model.loading import check_model_source
 from trainables.model.tiny import TINY_PRESET
@@ -37,9 +37,6 @@ def preflight(cfg: TrialConfig) -> Benchmark:
     bench = load_benchmark(cfg.data, Path(cfg.prepare.cache_dir))
     if cfg.clreg.enabled:
         resolve_layer(cfg.clreg.layer, model_depth(cfg))
-    if cfg.clreg.enabled and cfg.clreg.positives == "paraphrase" and any(
-        not e.paraphrased_answer for e in bench.forget
-    ):
-        raise ValueError("clreg.positives=paraphrase: the forget split has rows without paraphrased_answer; "
-                         "allowed: dropout, or a forget split with a *_perturbed file")
+    if cfg.clreg.enabled and cfg.clreg.positives == "paraphrase":
+        require_paraphrases(bench.forget)
     return bench

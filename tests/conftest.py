@@ -19,3 +19,10 @@ SMALL_OVERRIDES = [
 def small_overrides() -> list[str]:
     """`--set` overrides of a trial config for the small test benchmark and model."""
     return list(SMALL_OVERRIDES)
+
+
+@pytest.fixture(scope="session")
+def prepare_cache(tmp_path_factory):
+    """One `prepare.cache_dir` for the session: trials and sweeps on the small config share one prepared model
+    (its cache key ignores the unlearning settings), so `prepare` runs once, and its cache hit is exercised."""
+    return tmp_path_factory.mktemp("prepare-cache")

@@ -30,9 +30,9 @@ def cluster():
 
 
 @pytest.fixture(scope="module")
-def base_cfg(tmp_path_factory, small_overrides) -> TrialConfig:
+def base_cfg(tmp_path_factory, small_overrides, prepare_cache) -> TrialConfig:
     root = tmp_path_factory.mktemp("trial")
-    return load_config(TrialConfig, None, small_overrides + [f"prepare.cache_dir={root / 'cache'}",
+    return load_config(TrialConfig, None, small_overrides + [f"prepare.cache_dir={prepare_cache}",
                                                    f"output_dir={root / 'runs'}"])
 
 

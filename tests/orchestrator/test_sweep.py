@@ -1,6 +1,6 @@
 """Real sweeps: a local Ray cluster, Ray Tune + Optuna (SQLite study), MLflow (SQLite store), DeepSpeed trials.
 
-Both tests share one prepared benchmark (the cache directory), so `prepare` runs once for the module.
+The prepared model comes from the session's shared cache (`prepare_cache`), as a second sweep on a machine would.
 """
 
 from __future__ import annotations
@@ -30,9 +30,14 @@ def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("sweeps")
 
 
-def _sweep_file(workdir: Path, name: str, small_overrides: list[str], num_trials: int, concurrent: int) -> Path:
+@pytest.fixture(scope="module")
+def overrides(small_overrides, prepare_cache) -> list[str]:
+    return small_overrides + [f"prepare.cache_dir={prepare_cache}"]
+
+
+def _sweep_file(workdir: Path, name: str, overrides: list[str], num_trials: int, concurrent: int) -> Path:
     base: dict = {}
-    for item in small_overrides + [f"prepare.cache_dir={workdir / 'cache'}", "train.epochs=1"]:
+    for item in overrides + ["train.epochs=1"]:
         key, _, value = item.partition("=")
         node = base
         *parents, leaf = key.split(".")
@@ -66,9 +71,9 @@ def _study(workdir: Path, sweep: str) -> optuna.Study:
                              storage=f"sqlite:///{workdir / 'sweeps' / sweep / 'optuna.db'}")
 
 
-def test_four_trial_sweep_logs_trials_study_and_pareto_front(workdir, small_overrides, monkeypatch):
+def test_four_trial_sweep_logs_trials_study_and_pareto_front(workdir, overrides, monkeypatch):
     monkeypatch.chdir(workdir)
-    assert cli.main(["sweep", str(_sweep_file(workdir, "four", small_overrides, 4, 2))]) == 0
+    assert cli.main(["sweep", str(_sweep_file(workdir, "four", overrides, 4, 2))]) == 0
 
     parents, children = _children(workdir, "four")
     assert len(parents) == 1 and len(children) == 4
@@ -93,9 +98,9 @@ def test_four_trial_sweep_logs_trials_study_and_pareto_front(workdir, small_over
     assert "Pareto front" in text and text.count("| * |") == len(on_front)
 
 
-def test_interrupted_sweep_resumes_to_exactly_the_requested_trials(workdir, small_overrides):
+def test_interrupted_sweep_resumes_to_exactly_the_requested_trials(workdir, overrides):
     """SIGINT after 2 finished trials (Tune saves its state and stops), then `resume`: 4 of everything, once."""
-    sweep_file = _sweep_file(workdir, "resumed", small_overrides, 4, 1)
+    sweep_file = _sweep_file(workdir, "resumed", overrides, 4, 1)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "sweep", str(sweep_file)], cwd=workdir,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

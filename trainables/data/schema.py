@@ -59,3 +59,12 @@ class Benchmark:
     eval_sets: dict[str, list[Example]] = field(default_factory=dict)
     extra_train: list[Example] = field(default_factory=list)
     source: str = ""
+
+
+def require_paraphrases(forget: list[Example]) -> None:
+    """Raise `DataError` unless every forget row has a `paraphrased_answer` (CLReg's paraphrase positives)."""
+    missing = [i for i, e in enumerate(forget) if not e.paraphrased_answer]
+    if missing:
+        raise DataError(f"clreg.positives=paraphrase needs paraphrased_answer on every forget row; {len(missing)} "
+                        f"rows lack it (first: row {missing[0]}); allowed: positives=dropout, or a forget split "
+                        f"with a *_perturbed file")

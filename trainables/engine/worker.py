@@ -23,7 +23,7 @@ import torch.distributed as dist
 from trainables.config import TrialConfig
 from trainables.data.formatting import Encoded, collate, encode
 from trainables.data.loading import load_benchmark
-from trainables.data.schema import Example
+from trainables.data.schema import Example, require_paraphrases
 from trainables.engine.deepspeed_config import deepspeed_config, inference_config
 from trainables.engine.schedule import Layout, epoch_permutation, micro_batch, view_generator
 from trainables.engine.views import forward_at_layer, rerun_layer
@@ -257,10 +257,7 @@ def _tokenised_data(cfg: TrialConfig, job: WorkerJob, tokenizer) -> TrainData:
         return TrainData(forget=enc(split), retain=[], paraphrase=None)
     paraphrase = None
     if cfg.clreg.enabled and cfg.clreg.positives == "paraphrase":
-        missing = [i for i, e in enumerate(bench.forget) if not e.paraphrased_answer]
-        if missing:
-            raise ValueError(f"clreg.positives=paraphrase needs paraphrased_answer on every forget row; "
-                             f"{len(missing)} rows lack it (first: {missing[0]})")
+        require_paraphrases(bench.forget)
         paraphrase = [encode(tokenizer, e, n, answer=e.paraphrased_answer) for e in bench.forget]
     return TrainData(forget=enc(bench.forget), retain=enc(bench.retain), paraphrase=paraphrase)
 
