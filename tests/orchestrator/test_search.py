@@ -1,0 +1,56 @@
+"""The Optuna side of the sweep, with real studies and no Ray: trial states and every sampler."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from orchestrator.search import TRIAL_COMPLETE, make_sampler, trial_outcome
+from orchestrator.sweep_config import SearchConfig
+from search_spaces.presets import load_preset
+
+State = optuna.trial.TrialState
+METRICS = ["forget_quality", "model_utility"]
+
+
+@pytest.mark.parametrize(
+    ("result", "error", "state", "values"),
+    [
+        ({TRIAL_COMPLETE: 1, "forget_quality": 0.3, "model_utility": 0.5}, False, State.COMPLETE, [0.3, 0.5]),
+        # ASHA stopped it: the last result is an intermediate epoch, never told as COMPLETE.
+        ({"forget_quality": 0.3, "model_utility": 0.5, "epoch": 1}, False, State.PRUNED, None),
+        ({TRIAL_COMPLETE: 1, "forget_quality": 0.3}, False, State.FAIL, None),  # an objective is missing
+        ({TRIAL_COMPLETE: 1, "forget_quality": float("nan"), "model_utility": 0.5}, False, State.FAIL, None),
+        ({TRIAL_COMPLETE: 1, "forget_quality": 0.3, "model_utility": 0.5}, True, State.FAIL, None),
+        (None, True, State.FAIL, None),
+        (None, False, State.PRUNED, None),
+    ],
+)
+def test_trial_outcome(result, error, state, values):
+    assert trial_outcome(result, METRICS, error) == (state, values)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "gp", "random"])
+def test_every_sampler_runs_a_multi_objective_study_over_the_default_space(sampler):
+    space = load_preset("clreg-default")
+    search = SearchConfig(sampler=sampler, num_trials=6, seed=3)
+    study = optuna.create_study(directions=["maximize", "maximize"], sampler=make_sampler(search, 6))
+    for i in range(6):
+        trial = study.ask()
+        params = space.sample(trial, num_layers=8)
+        assert 0.05 <= params["clreg.tau"] <= 1.0 and params["clreg.layer"] in {f"last-{k}" for k in range(1, 5)}
+        study.tell(trial, [params["clreg.tau"], 1.0 / (1 + i)])
+    assert len(study.best_trials) >= 1
+    assert all(t.state == State.COMPLETE for t in study.trials)
+
+
+def test_same_seed_proposes_the_same_parameters():
+    space = load_preset("clreg-default")
+
+    def first_params(seed: int) -> dict:
+        study = optuna.create_study(directions=["maximize", "maximize"],
+                                    sampler=make_sampler(SearchConfig(sampler="tpe", seed=seed), 4))
+        return space.sample(study.ask(), num_layers=8)
+
+    assert first_params(7) == first_params(7)
+    assert first_params(7) != first_params(8)
