@@ -128,24 +128,24 @@ def _run_sweep(checked, address: str | None, resume: bool) -> int:
     started = time.perf_counter()
     outcome = run_sweep(checked, address=address, resume=resume, log=console.print)
     _print_front(outcome.summary, [(o.metric, o.mode) for o in checked.cfg.objectives])
+    # soft_wrap: paths and the command stay on one line, so they can be copied.
     console.print(f"sweep {checked.cfg.name}: {outcome.summary.num_trials} trials complete, "
                   f"{outcome.num_errors} failed, {time.perf_counter() - started:.0f} s; results in "
-                  f"{outcome.paths.root}")
+                  f"{outcome.paths.root}", soft_wrap=True)
     console.print("Browse the trials and the Pareto front (parent run, artifacts pareto/) in the MLflow dashboard:\n"
-                  f"  mlflow ui --backend-store-uri {outcome.tracking_uri} --host 127.0.0.1 --port 5000")
+                  f"  mlflow ui --backend-store-uri {outcome.tracking_uri} --host 127.0.0.1 --port 5000",
+                  soft_wrap=True)
     return 0 if outcome.num_errors == 0 else 1
 
 
 def _print_front(summary, objectives: list[tuple[str, str]]) -> None:
     table = Table(title=f"Pareto front ({len(summary.front)} of {summary.num_trials} trials, "
                         f"hypervolume {summary.hypervolume:.4g})")
-    keys = [m for m, _ in objectives] + sorted({k for row in summary.front for k in row
-                                                if k.startswith(("clreg.", "method.", "train."))})
-    table.add_column("trial")
-    for k in keys:
-        table.add_column(k, justify="right")
+    keys = [m for m, _ in objectives]
+    for k in ("trial", *keys, "parameters"):
+        table.add_column(k, justify="right" if k in keys else "left")
     for row in summary.front:
-        table.add_row(str(row.get("trial_id", "")), *(_cell(row.get(k)) for k in keys))
+        table.add_row(str(row.get("trial_id", "")), *(_cell(row.get(k)) for k in keys), str(row.get("label", "")))
     Console().print(table)
 
 

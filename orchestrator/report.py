@@ -68,7 +68,7 @@ def sweep_report(sweep_dir: str | Path) -> str:
     lines += ["## Trials (* = on the Pareto front)", ""]
     lines += _table(["", "trial", *names, *searched],
                     [["*" if r.trial_id in front else "", r.trial_id, *(_num(r.metrics.get(m)) for m in names),
-                      *(r.params.get(p, "") for p in searched)] for r in rows])
+                      *(_param(r.params.get(p, "")) for p in searched)] for r in rows])
     lines += ["", "## Best trial per objective", ""]
     best_rows = []
     for m, mode in objectives:
@@ -76,7 +76,7 @@ def sweep_report(sweep_dir: str | Path) -> str:
         if scored:
             best = (max if mode == "max" else min)(scored, key=lambda r: r.metrics[m])
             best_rows.append([m, best.trial_id, _num(best.metrics[m]),
-                              ", ".join(f"{p}={best.params.get(p, '')}" for p in searched)])
+                              ", ".join(f"{p}={_param(best.params.get(p, ''))}" for p in searched)])
     lines += _table(["objective", "trial", "value", "params"], best_rows)
     grid_params = [p for p, spec in resolve_space(cfg).params.items() if is_grid(spec) and p != "train.seed"]
     if grid_params:
@@ -109,6 +109,14 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def _finite(v) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _param(text: str) -> str:
+    """A logged parameter (MLflow keeps strings), numbers shortened to 4 significant digits."""
+    try:
+        return f"{float(text):.4g}"
+    except ValueError:
+        return text
 
 
 def _num(v) -> str:
