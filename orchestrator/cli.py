@@ -96,6 +96,19 @@ def cmd_sweep(args) -> int:
     return _run_sweep(validate_sweep(_sweep_config(args)), args.address, resume=False)
 
 
+def cmd_validate(args) -> int:
+    """Every check a sweep makes before it starts, without starting anything."""
+    from orchestrator.sweep import validate_sweep
+
+    checked = validate_sweep(_sweep_config(args))
+    cfg = checked.cfg
+    print(f"{args.file or 'defaults'}: valid: sweep {cfg.name!r}, {checked.num_trials} trials of "
+          f"{cfg.base.method.name} on {cfg.base.data.benchmark} ({checked.num_layers}-layer "
+          f"{cfg.base.model.name_or_path}), searching {', '.join(checked.space.params)}; objectives "
+          f"{', '.join(f'{o.metric} ({o.mode})' for o in cfg.objectives)}")
+    return 0
+
+
 def cmd_quickstart(args) -> int:
     """The tiny preset on synthetic TOFU: prepare (cached) and an 8-trial SimNPO + CLReg sweep."""
     from orchestrator.config_files import apply_overrides, validate
@@ -214,6 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a sweep field, e.g. --set search.num_trials=16 --set base.train.epochs=2")
     sp.add_argument("--address")
     sp.set_defaults(func=cmd_sweep)
+
+    sp = sub.add_parser("validate", help="check a sweep file without running anything (exit 0 valid, 2 not)")
+    sp.add_argument("file", nargs="?", help="sweep YAML (embedded defaults if omitted)")
+    sp.add_argument("--preset")
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    sp.set_defaults(func=cmd_validate)
 
     sp = sub.add_parser("resume", help="continue an interrupted sweep")
     sp.add_argument("sweep_dir")
