@@ -140,7 +140,7 @@ def _run_sweep(checked, address: str | None, resume: bool) -> int:
 
     started = time.perf_counter()
     outcome = run_sweep(checked, address=address, resume=resume, log=console.print)
-    _print_front(outcome.summary, [(o.metric, o.mode) for o in checked.cfg.objectives])
+    _print_front(outcome.summary, checked.cfg.objective_modes)
     # soft_wrap: paths and the command stay on one line, so they can be copied.
     console.print(f"sweep {checked.cfg.name}: {outcome.summary.num_trials} trials complete, "
                   f"{outcome.num_errors} failed, {time.perf_counter() - started:.0f} s; results in "

@@ -50,7 +50,7 @@ def sweep_report(sweep_dir: str | Path) -> str:
     cfg = load_sweep_dir(sweep_dir)
     state = json.loads((sweep_paths(cfg).state_file).read_text())
     rows = finished_trials(state["tracking_uri"], state["parent_run_id"])
-    objectives = [(o.metric, o.mode) for o in cfg.objectives]
+    objectives = cfg.objective_modes
     names = [m for m, _ in objectives]
     maximize = tuple(mode == "max" for _, mode in objectives)
     # As on the MLflow parent run: only trials that report every objective take part in the front.

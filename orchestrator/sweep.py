@@ -90,7 +90,7 @@ class ValidatedSweep:
 
 
 def validate_sweep(cfg: SweepConfig) -> ValidatedSweep:
-    """All checks that need no cluster: base trial config, data, space, objectives, sampler, storage.
+    """All checks that need no cluster: base trial config, data, space, objectives, sampler.
 
     Raises:
         SweepError, ConfigError or another ValueError naming the field and the allowed values.
@@ -130,8 +130,8 @@ def describe_trial(params: dict) -> dict[str, str]:
             "layer": str(params.get("clreg.layer", "")) if clreg_on else ""}
 
 
-def trial_driver(params: dict, *, base: dict, target_dir: str, oracle_reference: str | None, trials_dir: str,
-                 objectives: list[str]) -> None:
+def trial_driver(params: dict, *, base: dict, target_dir: str, oracle_reference: str | None,
+                 trials_dir: str) -> None:
     """One Tune trial: the sampled `params` applied to `base`, run as a Ray Train + DeepSpeed job."""
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -185,9 +185,9 @@ def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool 
                                        "tracking_uri": uri, "target_dir": prepared.target_dir})
         tuner = _tuner(checked, paths, prepared, runs, resume)
         log(f"sweep {cfg.name}: {checked.num_trials} trials, {cfg.search.max_concurrent} at a time, sampler "
-            f"{cfg.search.sampler}, objectives {[(o.metric, o.mode) for o in cfg.objectives]}")
+            f"{cfg.search.sampler}, objectives {cfg.objective_modes}")
         results = tuner.fit()
-    summary = tracking.update_pareto(runs, [(o.metric, o.mode) for o in cfg.objectives])
+    summary = tracking.update_pareto(runs, cfg.objective_modes)
     tracking.close_zombies(runs)
     tracking.close_sweep(runs, "FINISHED" if not results.errors else "FAILED")
     return SweepOutcome(paths, uri, summary, len(results.errors))
@@ -205,10 +205,10 @@ def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, runs: tracking.
     from orchestrator.tune_tracking import SweepTracker
 
     cfg = checked.cfg
-    objectives = [(o.metric, o.mode) for o in cfg.objectives]
+    objectives = cfg.objective_modes
     trainable = tune.with_parameters(
         trial_driver, base=cfg.base.model_dump(mode="json", by_alias=True), target_dir=prepared.target_dir,
-        oracle_reference=prepared.oracle_reference, trials_dir=str(paths.trials), objectives=[m for m, _ in objectives],
+        oracle_reference=prepared.oracle_reference, trials_dir=str(paths.trials),
     )
     # The trial driver only waits on its Ray Train job, whose workers hold the CPUs/GPUs in their own placement
     # group. Tune refuses an all-zero request, so the driver asks for one byte of memory: it then blocks no CPU,

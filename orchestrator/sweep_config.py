@@ -59,6 +59,11 @@ class SweepConfig(StrictModel):
     storage: StorageConfig = StorageConfig()
     mlflow: MlflowConfig = MlflowConfig()
 
+    @property
+    def objective_modes(self) -> list[tuple[str, str]]:
+        """The objectives as (metric, "max"|"min") pairs, the form the searcher and the Pareto code take."""
+        return [(o.metric, o.mode) for o in self.objectives]
+
     @model_validator(mode="after")
     def _distinct_objectives(self) -> SweepConfig:
         names = [o.metric for o in self.objectives]

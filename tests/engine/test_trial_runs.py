@@ -150,3 +150,22 @@ def test_lora_trial_with_evaluation_every_epoch(prepared, base_cfg):
     assert "forget_prob" in history[0]  # evaluated after epoch 1, not only at the end
     assert (Path(out) / "final_model" / "adapter_config.json").is_file()
     assert json.loads((Path(out) / "eval_aggregates.json").read_text())["forget_prob"] is not None
+
+
+def test_a_rerun_of_the_same_trial_resumes_from_its_newest_checkpoint(prepared, base_cfg):
+    """Ray Train restores a run by its name: the second `fit` loads the DeepSpeed checkpoint of epoch 1 and the
+    epoch counter continues (the first epoch is not trained again)."""
+    def fit(epochs: int):
+        trial = base_cfg.model_copy(update={"train": base_cfg.train.model_copy(update={"epochs": epochs})})
+        out = f"{base_cfg.output_dir}/resume"
+        job = WorkerJob(trial=trial.model_dump(mode="json", by_alias=True), task="unlearn",
+                        model_dir=prepared.target_dir, output_dir=out, evaluate=False)
+        result = build_trainer(job, trial, storage_path=f"{out}/ray", name="resume").fit()
+        assert result.error is None
+        with result.checkpoint.as_directory() as d:
+            return json.loads(open(f"{d}/{STATE_FILE}").read())["history"]
+
+    first = fit(epochs=1)
+    second = fit(epochs=2)
+    assert [h["epoch"] for h in second] == [1, 2]
+    assert second[0] == first[0]  # epoch 1 comes from the checkpoint, byte for byte, not from a new run
