@@ -13,6 +13,7 @@ from rich.table import Table
 
 console = Console(stderr=True)
 EXIT_INVALID = 2
+EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
 
 
 def _trial_config(args):
@@ -148,6 +149,9 @@ def _run_sweep(checked, address: str | None, resume: bool) -> int:
     console.print("Browse the trials and the Pareto front (parent run, artifacts pareto/) in the MLflow dashboard:\n"
                   f"  mlflow ui --backend-store-uri {outcome.tracking_uri} --host 127.0.0.1 --port 5000",
                   soft_wrap=True)
+    if outcome.interrupted:
+        console.print(f"interrupted: `clreg-sweep resume {outcome.paths.root}` continues it", soft_wrap=True)
+        return EXIT_INTERRUPTED
     return 0 if outcome.num_errors == 0 else 1
 
 

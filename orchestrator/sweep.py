@@ -159,6 +159,7 @@ class SweepOutcome:
     tracking_uri: str
     summary: tracking.ParetoSummary
     num_errors: int
+    interrupted: bool
 
 
 def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool = False,
@@ -188,9 +189,10 @@ def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool 
             f"{cfg.search.sampler}, objectives {cfg.objective_modes}")
         results = tuner.fit()
     summary = tracking.update_pareto(runs, cfg.objective_modes)
-    tracking.close_zombies(runs)
-    tracking.close_sweep(runs, "FINISHED" if not results.errors else "FAILED")
-    return SweepOutcome(paths, uri, summary, len(results.errors))
+    # Stopped before every trial ended (Ctrl-C): the parent run must not look complete; `resume` reopens it.
+    interrupted = results.num_terminated + results.num_errors < checked.num_trials
+    tracking.close_sweep(runs, "KILLED" if interrupted else "FAILED" if results.num_errors else "FINISHED")
+    return SweepOutcome(paths, uri, summary, results.num_errors, interrupted)
 
 
 def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, runs: tracking.SweepRuns, resume: bool):

@@ -120,13 +120,15 @@ def test_interrupted_sweep_resumes_to_exactly_the_requested_trials(workdir, over
     finally:
         if proc.poll() is None:
             proc.kill()
-    interrupted = [c for c in _children(workdir, "resumed")[1] if c.info.status == "FINISHED"]
-    assert 2 <= len(interrupted) < 4
+    assert proc.returncode == cli.EXIT_INTERRUPTED
+    parents, children = _children(workdir, "resumed")
+    assert parents[0].info.status == "KILLED"  # an interrupted sweep never looks complete
+    assert 2 <= len([c for c in children if c.info.status == "FINISHED"]) < 4
 
     assert cli.main(["resume", str(workdir / "sweeps" / "resumed")]) == 0
 
     parents, children = _children(workdir, "resumed")
-    assert len(parents) == 1
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children)
     assert len({c.data.tags["clreg.trial_id"] for c in children}) == 4
     states = [t.state for t in _study(workdir, "resumed").trials]
