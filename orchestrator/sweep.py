@@ -8,6 +8,7 @@ RDB URL is given), Tune's experiment state and each trial's outputs.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -123,11 +124,14 @@ def validate_sweep(cfg: SweepConfig) -> ValidatedSweep:
     return ValidatedSweep(cfg, space, num_layers, num_trials, bench)
 
 
-def describe_trial(params: dict) -> dict[str, str]:
-    """MLflow tags of a trial, for filtering in the dashboard."""
-    clreg_on = params.get("clreg.enabled", True)
-    return {"method": str(params.get("method.name", "")), "clreg": "on" if clreg_on else "off",
-            "layer": str(params.get("clreg.layer", "")) if clreg_on else ""}
+def describe_trial(params: dict, base: dict) -> dict[str, str]:
+    """MLflow tags of a trial, for filtering in the dashboard: read from the trial's full config (base + params),
+    so a setting the space does not search (e.g. the layer in the tau ablation) is tagged too."""
+    cfg = apply(base, params)
+    clreg = cfg.get("clreg", {})
+    clreg_on = clreg.get("enabled", True)
+    return {"method": str(cfg.get("method", {}).get("name", "")), "clreg": "on" if clreg_on else "off",
+            "layer": str(clreg.get("layer", "")) if clreg_on else ""}
 
 
 def trial_driver(params: dict, *, base: dict, target_dir: str, oracle_reference: str | None,
@@ -208,8 +212,9 @@ def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, runs: tracking.
 
     cfg = checked.cfg
     objectives = cfg.objective_modes
+    base = cfg.base.model_dump(mode="json", by_alias=True)
     trainable = tune.with_parameters(
-        trial_driver, base=cfg.base.model_dump(mode="json", by_alias=True), target_dir=prepared.target_dir,
+        trial_driver, base=base, target_dir=prepared.target_dir,
         oracle_reference=prepared.oracle_reference, trials_dir=str(paths.trials),
     )
     # The trial driver only waits on its Ray Train job, whose workers hold the CPUs/GPUs in their own placement
@@ -235,7 +240,7 @@ def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, runs: tracking.
         run_config=tune.RunConfig(
             name=TUNE_NAME,
             storage_path=str(paths.root),
-            callbacks=[SweepTracker(runs, objectives, describe_trial)],
+            callbacks=[SweepTracker(runs, objectives, functools.partial(describe_trial, base=base))],
             failure_config=tune.FailureConfig(max_failures=0),
             verbose=1,
         ),

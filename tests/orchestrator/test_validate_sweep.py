@@ -63,3 +63,14 @@ def test_invalid_sweeps_exit_2_naming_the_field(sweep_file, capsys, tmp_path, ch
     assert cli.main(["validate", str(sweep_file(**changes))]) == cli.EXIT_INVALID
     assert expected in capsys.readouterr().err
     assert not (tmp_path / "sweeps").exists()
+
+
+def test_trial_tags_come_from_the_full_trial_config():
+    from orchestrator.sweep import describe_trial
+    from trainables.config import TrialConfig
+
+    base = TrialConfig().model_dump(mode="json", by_alias=True)
+    assert describe_trial({"clreg.tau": 0.3}, base) == {"method": "simnpo", "clreg": "on", "layer": "last-1"}
+    assert describe_trial({"clreg.layer": "last-4", "method.name": "npo"}, base)["layer"] == "last-4"
+    assert describe_trial({"clreg.enabled": False, "method.name": "npo"}, base) == {
+        "method": "npo", "clreg": "off", "layer": ""}
