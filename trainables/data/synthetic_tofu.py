@@ -15,14 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainables.atomic_files import write_bytes_atomic
 from trainables.config import SyntheticConfig
 from trainables.data.files import list_data_files
 from trainables.data.schema import DataError
@@ -293,19 +292,6 @@ def _dumps(obj: Any) -> bytes:
     return (json.dumps(obj, indent=None, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file and `os.replace`, so a reader never sees a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the data is meant to be read by other users' workers too
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _manifest(cfg: SyntheticConfig, files: dict[str, str]) -> dict[str, Any]:
     return {"generator": GENERATOR, "version": VERSION, "config": cfg.model_dump(), "files": files,
             "splits": dict(zip(("forget", "retain", "holdout"), split_names(cfg.forget_percent)))}
@@ -323,13 +309,13 @@ def generate(cfg: SyntheticConfig, out_dir: Path) -> Path:
     splits = build_splits(cfg)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out_dir / MANIFEST, _dumps(_manifest(cfg, {})))
+    write_bytes_atomic(out_dir / MANIFEST, _dumps(_manifest(cfg, {})))
     hashes = {}
     for name, rows in splits.items():
         data = _dumps(rows)
-        _write_atomic(out_dir / name, data)
+        write_bytes_atomic(out_dir / name, data)
         hashes[name] = hashlib.sha256(data).hexdigest()
-    _write_atomic(out_dir / MANIFEST, _dumps(_manifest(cfg, hashes)))
+    write_bytes_atomic(out_dir / MANIFEST, _dumps(_manifest(cfg, hashes)))
     return out_dir
 
 

@@ -6,12 +6,11 @@ passed to every later evaluation of unlearned models (forget quality, privleak).
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from trainables.atomic_files import write_json_atomic
 from trainables.config import EvalConfig
 from trainables.data.schema import Benchmark
 from trainables.metrics import mia_suite, muse_suite, representation_suite, tofu_suite  # noqa: F401  (registration)
@@ -82,17 +81,6 @@ def oracle_reference(result: EvalResult) -> OracleReference:
                            mia_min_k_auc=result.aggregates.get("mia_min_k"))
 
 
-def _write_json_atomic(path: Path, data: object) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def save_eval(result: EvalResult, directory: str | os.PathLike) -> None:
     """Write `eval_aggregates.json` and `eval_per_item.json` into `directory`, each atomically (temp + rename).
 
@@ -101,5 +89,5 @@ def save_eval(result: EvalResult, directory: str | os.PathLike) -> None:
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    _write_json_atomic(out / AGGREGATES_FILE, result.aggregates)
-    _write_json_atomic(out / PER_ITEM_FILE, result.per_item)
+    write_json_atomic(out / AGGREGATES_FILE, result.aggregates)
+    write_json_atomic(out / PER_ITEM_FILE, result.per_item)
