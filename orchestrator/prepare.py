@@ -20,7 +20,7 @@ from pathlib import Path
 from trainables.config import TrialConfig
 from trainables.data.loading import benchmark_fingerprint, load_benchmark
 from trainables.data.schema import Benchmark
-from trainables.engine.trainer import build_trainer
+from trainables.engine.trainer import build_trainer, fit_to_end
 from trainables.engine.worker import WorkerJob
 from trainables.evaluation import evaluate_saved_model, load_eval, oracle_reference_from_dir
 from trainables.model.loading import check_model_source
@@ -94,10 +94,11 @@ def prepare(cfg: TrialConfig, log=print, bench: Benchmark | None = None) -> Prep
         log(f"prepare: fine-tuning the {split} model ({cfg.prepare.epochs} epochs) ...")
         job = WorkerJob(trial=cfg.model_dump(mode="json", by_alias=True), task="finetune", model_dir=base,
                         output_dir=str(build / split), finetune_split=split, evaluate=True)
-        result = build_trainer(job, cfg, storage_path=str(build / "ray"), name=f"prepare-{split}").fit()
+        outcome = fit_to_end(build_trainer(job, cfg, storage_path=str(build / "ray"), name=f"prepare-{split}"),
+                             build / split)
         report[split] = {k: v for k, v in load_eval(build / split).aggregates.items()
                          if isinstance(v, (int, float))}
-        report[split]["train_loss_last_epoch"] = result.metrics.get("train/loss")
+        report[split]["train_loss_last_epoch"] = outcome.get("train/loss")
     _write_oracle_reference(build)
     report["seconds"] = round(time.perf_counter() - started, 1)
     (build / REPORT_FILE).write_text(json.dumps(report, indent=2, sort_keys=True))

@@ -3,7 +3,7 @@
 Ray's `OptunaSearch` tells Optuna COMPLETE for any trial that ends without an error, and on a multi-objective
 trial that failed or lacked an objective it tells a list of Nones, which Optuna refuses, leaving a RUNNING zombie
 in the study. `SweepOptunaSearch` fixes the one method involved: a trial is COMPLETE only when it ran to its end
-and reported every objective, FAIL when it errored, PRUNED when it was stopped early (ASHA).
+and reported every objective, FAIL when it errored or its loss diverged, PRUNED when it was stopped early (ASHA).
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from orchestrator.sweep_config import SearchConfig
 from search_spaces.space import SearchSpace
-
-# Key the trial worker puts in its final report only; a trial stopped by the scheduler never sends it.
-TRIAL_COMPLETE = "trial_complete"
+from trainables.report_keys import DIVERGED, TRIAL_COMPLETE
 
 
 class SweepOptunaSearch(OptunaSearch):
@@ -37,7 +35,7 @@ class SweepOptunaSearch(OptunaSearch):
 def trial_outcome(result: dict | None, metrics: list[str], error: bool
                   ) -> tuple[optuna.trial.TrialState, list[float] | None]:
     """The Optuna state and objective values of a finished Tune trial."""
-    if error:
+    if error or (result or {}).get(DIVERGED):
         return optuna.trial.TrialState.FAIL, None
     if not result or not result.get(TRIAL_COMPLETE):
         return optuna.trial.TrialState.PRUNED, None

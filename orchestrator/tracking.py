@@ -57,8 +57,11 @@ TAG_FAILURE = "clreg.failure_reason"
 TAG_PARETO = "pareto"
 FAILURE_REASON_CHARS = 500
 
-RETRIES = 5
+# A store that is down for up to about 2 minutes (a restarting server, a failover) is waited for: doubling delays
+# from 0.5 s, at most 30 s apart, 10 tries in all (about 120 s of waiting).
+RETRIES = 10
 FIRST_DELAY_S = 0.5
+MAX_DELAY_S = 30.0
 HEALTH_TIMEOUT_S = 5.0
 
 # Keys that may hold credentials (MLFLOW_TRACKING_TOKEN, AWS_SECRET_ACCESS_KEY, db passwords, API keys).
@@ -204,6 +207,11 @@ def log_metrics(runs: SweepRuns, run_id: str, metrics: Mapping[str, Any], step: 
     timestamp = int(time.time() * 1000)
     batch = [Metric(k, v, timestamp, step or 0) for k, v in values.items()]
     _batches(MlflowClient(runs.tracking_uri), run_id, metrics=batch)
+
+
+def set_tags(runs: SweepRuns, run_id: str, tags: Mapping[str, str]) -> None:
+    """Set string tags on a run (credentials removed, values cut to MLflow's limit), retrying transient errors."""
+    _batches(MlflowClient(runs.tracking_uri), run_id, tags=[RunTag(k, redact(v)[:5000]) for k, v in tags.items()])
 
 
 def finish_child(runs: SweepRuns, run_id: str, status: Status, reason: str | None = None) -> None:
@@ -408,7 +416,7 @@ def _retry(what: str, uri: str, call: Callable[[], T], tries: int = RETRIES, fir
                 raise TrackingError(f"MLflow at {redact(uri)} refused to {what}: {error}") from error
             if attempt == tries:
                 raise TrackingError(f"could not {what} at {redact(uri)} after {tries} tries: {error}") from error
-            delay = first_delay * 2 ** (attempt - 1)
+            delay = min(first_delay * 2 ** (attempt - 1), MAX_DELAY_S)
             _log.warning("could not %s (%s); retrying in %.1f s", what, error, delay)
             time.sleep(delay)
 

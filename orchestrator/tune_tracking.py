@@ -13,12 +13,14 @@ from collections.abc import Callable
 from ray.tune import Callback
 
 from orchestrator import tracking
-from orchestrator.search import TRIAL_COMPLETE
+from trainables.report_keys import DIVERGED, DIVERGENCE_REASON, TRIAL_COMPLETE
 
 # Tune's bookkeeping keys, not metrics of ours.
 _TUNE_KEYS = {"time_this_iter_s", "time_total_s", "timestamp", "training_iteration", "iterations_since_restore",
               "time_since_restore", "pid", "done", "checkpoint_path", "date", "hostname", "node_ip", "trial_id",
               "experiment_tag", "config"}
+# String values of a result kept as tags of the child run (MLflow metrics are numbers only).
+_RESULT_TAGS = {"node_id": "clreg.node_id", DIVERGENCE_REASON: "clreg.divergence"}
 
 
 class SweepTracker(Callback):
@@ -42,12 +44,22 @@ class SweepTracker(Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         metrics = {k: v for k, v in result.items() if k not in _TUNE_KEYS and k != TRIAL_COMPLETE}
-        tracking.log_metrics(self.runs, self._run_id(trial), metrics, step=int(result.get("epoch", 0)))
+        run_id = self._run_id(trial)
+        tracking.log_metrics(self.runs, run_id, metrics, step=int(result.get("epoch", 0)))
+        tags = {_RESULT_TAGS[k]: str(v) for k, v in result.items() if k in _RESULT_TAGS}
+        if tags:
+            tracking.set_tags(self.runs, run_id, tags)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         result = trial.last_result or {}
+        run_id = self._run_id(trial)
+        if result.get(DIVERGED):
+            reason = str(result.get(DIVERGENCE_REASON, "the training loss became NaN or inf"))
+            tracking.finish_child(self.runs, run_id, "FAILED", reason)
+            _say(f"trial {trial.trial_id} FAILED (diverged): {reason}")
+            return
         complete = bool(result.get(TRIAL_COMPLETE))
-        tracking.finish_child(self.runs, self._run_id(trial), "FINISHED" if complete else "KILLED",
+        tracking.finish_child(self.runs, run_id, "FINISHED" if complete else "KILLED",
                               None if complete else "stopped early by the scheduler")
         summary = tracking.update_pareto(self.runs, self.objectives)
         values = ", ".join(f"{m}={_fmt(result.get(m))}" for m, _ in self.objectives)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from orchestrator.search import TRIAL_COMPLETE, make_sampler, trial_outcome
+from orchestrator.search import make_sampler, trial_outcome
 from orchestrator.sweep_config import SearchConfig
 from search_spaces.presets import load_preset
+from trainables.report_keys import TRIAL_COMPLETE
 
 State = optuna.trial.TrialState
 METRICS = ["forget_quality", "model_utility"]

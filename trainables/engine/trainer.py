@@ -7,11 +7,13 @@ inside a Tune trial, with `TuneReportCallback` forwarding rank 0's reports to Tu
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 
 from trainables.config import TrialConfig
-from trainables.engine.worker import WorkerJob, train_worker
+from trainables.engine.worker import NonFiniteLossError, WorkerJob, train_worker
+from trainables.report_keys import DIVERGED, DIVERGENCE_REASON, OUTCOME_FILE
 
 # Quiet, deterministic worker processes: DeepSpeed picks its CPU accelerator without probing for CUDA, and
 # tokenizers does not fork-warn inside Ray workers.
@@ -52,6 +54,27 @@ def build_trainer(job: WorkerJob, cfg: TrialConfig, storage_path: str, name: str
             worker_runtime_env={"env_vars": {**WORKER_ENV, **_accelerator_env(use_gpu)}},
         ),
     )
+
+
+def fit_to_end(trainer, output_dir: str | Path) -> dict:
+    """Run `trainer` (whose job writes to `output_dir`) and return rank 0's final metrics.
+
+    Raises:
+        The run's error when its workers failed more often than `train.max_failures` allows, and
+        `NonFiniteLossError` when the loss diverged (reported by the workers instead of raised, so Ray Train does
+        not retry a run that would diverge again).
+    """
+    outcome = Path(output_dir) / OUTCOME_FILE
+    outcome.unlink(missing_ok=True)  # a previous attempt's outcome must not pass for this one's
+    result = trainer.fit()
+    if result.error:
+        raise result.error
+    if not outcome.is_file():
+        raise RuntimeError(f"the run ended without its final report ({outcome} missing)")
+    metrics = json.loads(outcome.read_text())
+    if metrics.get(DIVERGED):
+        raise NonFiniteLossError(metrics.get(DIVERGENCE_REASON, "the training loss became NaN or inf"))
+    return metrics
 
 
 def _accelerator_env(use_gpu: bool) -> dict[str, str]:

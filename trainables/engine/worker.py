@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from trainables.atomic_files import write_json_atomic
 from trainables.config import TrialConfig
 from trainables.data.formatting import Encoded, collate, encode
 from trainables.data.loading import load_benchmark
@@ -39,12 +40,14 @@ from trainables.objectives import (
     resolve_method,
     unlearning_loss,
 )
+from trainables.report_keys import DIVERGED, DIVERGENCE_REASON, OUTCOME_FILE, TRIAL_COMPLETE
 
 STATE_FILE = "trial_state.json"
 
 
 class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or inf: the trial stops at once instead of training on garbage."""
+    """The training loss became NaN or inf: the run stops at once instead of training on garbage, and is not retried
+    (raised on the driver by `trainables.engine.trainer.fit_to_end`)."""
 
 
 @dataclass
@@ -73,6 +76,7 @@ class TrainData:
 def train_worker(job_dict: dict) -> None:
     """Ray Train entry point (`train_loop_per_worker`)."""
     import deepspeed
+    import ray
     import ray.train
 
     job = WorkerJob(**job_dict)
@@ -108,6 +112,7 @@ def train_worker(job_dict: dict) -> None:
             engine.load_checkpoint(ckpt_dir, load_lr_scheduler_states=True)
             state = json.loads((Path(ckpt_dir) / STATE_FILE).read_text())
 
+    resumed_from_epoch = state["epoch"]  # > 0 when this attempt continues from a checkpoint after a fault
     pad = tokenizer.pad_token_id
     training_started = time.perf_counter()
     for epoch in range(state["epoch"], epochs):
@@ -134,10 +139,13 @@ def train_worker(job_dict: dict) -> None:
                     if terms.get("retain") is not None:
                         retain_step_losses.append(terms["retain"].item())
                 loss = terms["loss"]
-                if not torch.isfinite(loss):
-                    raise NonFiniteLossError(
-                        f"loss became {loss.item()} at epoch {epoch}, step {step} (lr={lr}); trial stopped"
-                    )
+                if not _finite_on_every_rank(loss, device):
+                    # Every rank stops at the same micro-step and reports once, as Ray Train requires; no
+                    # checkpoint, so nothing diverged is ever resumed from.
+                    _report_outcome({DIVERGED: 1, "epoch": epoch, DIVERGENCE_REASON: (
+                        f"training loss became non-finite (this rank: {loss.item()}) at epoch {epoch}, step "
+                        f"{step} (lr={lr}); trial stopped")}, job, rank)
+                    return
                 engine.backward(loss)
                 engine.step()
                 sums.add({k: v.item() for k, v in terms.items() if v is not None})
@@ -162,10 +170,13 @@ def train_worker(job_dict: dict) -> None:
         else:
             ray.train.report(metrics)
 
-    # Training wall time of this attempt (steps, mid-run evaluations, checkpoints), beside `eval_seconds`.
-    final = {"trial_complete": 1, "epoch": state["epoch"], "train_seconds": time.perf_counter() - training_started}
+    # The last epoch's training figures travel with the final metrics (a trial's result is its final report), plus
+    # the training wall time of this attempt (steps, mid-run evaluations, checkpoints) beside `eval_seconds`.
+    final = {**(state["history"][-1] if state["history"] else {}), TRIAL_COMPLETE: 1, "epoch": state["epoch"],
+             "train_seconds": time.perf_counter() - training_started, "resumed_from_epoch": resumed_from_epoch,
+             "node_id": ray.get_runtime_context().get_node_id()}
     final.update(_save_and_evaluate(engine, tokenizer, cfg, job, layer, rank, final=True))
-    ray.train.report(final)
+    _report_outcome(final, job, rank)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -280,6 +291,14 @@ def _to(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
     return {k: v.to(device) for k, v in batch.items()}
 
 
+def _finite_on_every_rank(loss: torch.Tensor, device) -> bool:
+    """Whether the loss is finite on all workers (one scalar all-reduce when there are several)."""
+    bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0], device=device)
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+    return bad.item() == 0.0
+
+
 def _all_mean(value: float, device) -> float:
     t = torch.tensor([value], dtype=torch.float64, device=device)
     if dist.is_initialized():
@@ -323,6 +342,17 @@ def _report_with_checkpoint(engine, state: dict, metrics: dict, rank: int) -> No
         if dist.is_initialized():
             dist.barrier()
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+
+def _report_outcome(metrics: dict, job: WorkerJob, rank: int) -> None:
+    """The run's last report: to Ray (and Tune), and from rank 0 to `OUTCOME_FILE` for the driver to read."""
+    import ray.train
+
+    if rank == 0:
+        out = Path(job.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / OUTCOME_FILE, metrics)
+    ray.train.report(metrics)
 
 
 def save_model(engine, tokenizer, out_dir: Path, rank: int) -> None:
