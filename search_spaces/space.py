@@ -14,7 +14,7 @@ an error that names the parameter before any trial starts::
       train.lr: {type: float, low: 1.0e-5, high: 1.0e-3, log: true}
     fixed:                           # dotted path -> value for every trial (optionally conditional)
       method.eps: {value: 0.3, when: {method.name: pdu}}
-    seeds: [0, 1, 2]                 # shorthand for `train.seed: {type: grid, values: [0, 1, 2]}`
+    seeds: [0, 1, 2]                 # every point runs with each training seed (see "Seeds")
 
 Parameter types:
     float / int: a range `low < high`, optional `log` (needs low > 0) or `step` (not both).
@@ -31,6 +31,12 @@ from the sample. The CLReg switch is built in: when `clreg.enabled` is false in 
 parameter or fixed value is set, so a baseline trial neither spends sampler budget on nor records unused knobs.
 A `fixed` entry is a plain value, or `{value: v, when: {...}}` (a mapping with a `value` key) for a value only
 some trials get, such as PDU's eps that other methods refuse; a fixed `clreg.enabled` must be unconditional.
+
+Seeds: `seeds` gives differences a spread. In a space of grid parameters only (the ablation presets) it is the
+grid parameter `train.seed`, so each (combination, seed) is its own trial and reports group trials by
+combination. In a space with sampled parameters one sampled point must be scored with every seed before the
+sampler learns from it, so the seeds are `repeat_seeds`: the sweep runs each trial's point once per seed and
+reports the mean of every metric (plus `<metric>_std`) as the trial's result.
 
 Grid semantics: the grid is the cross product of the grid parameters (inactive ones dropped, so no combination
 repeats). A sweep runs every grid combination once per sample of the other parameters, as Ray Tune's
@@ -263,7 +269,9 @@ class SearchSpace(StrictModel):
     description: str = ""
     parameters: dict[str, Param] = Field(default_factory=dict)
     fixed: dict[str, FixedValue] = Field(default_factory=dict)
-    seeds: list[StrictInt] | None = Field(None, min_length=1, description="shorthand for a grid over train.seed")
+    seeds: list[StrictInt] | None = Field(
+        None, min_length=1, description="training seeds each point runs with (a grid axis, or repeats; see module)"
+    )
 
     _params: dict[str, Param] = PrivateAttr(default_factory=dict)
 
@@ -297,7 +305,10 @@ class SearchSpace(StrictModel):
         if self.seeds is not None:
             if SEED_PATH in self.parameters:
                 raise ValueError(f"parameter {SEED_PATH!r} and `seeds` both set the seed; keep one of them")
-            self._params[SEED_PATH] = GridParam(type="grid", values=list(self.seeds))
+            if len(set(self.seeds)) != len(self.seeds):
+                raise ValueError(f"seeds: each seed may appear once, got {self.seeds}")
+            if not self.repeat_seeds:
+                self._params[SEED_PATH] = GridParam(type="grid", values=list(self.seeds))
         self._check_paths()
         self._check_conditions()
         self._check_clreg_switch()
@@ -325,8 +336,21 @@ class SearchSpace(StrictModel):
 
     @property
     def params(self) -> dict[str, Param]:
-        """All parameters in sampling order, `seeds` included as the grid parameter `train.seed`."""
+        """All parameters in sampling order; in a pure grid, `seeds` as the grid parameter `train.seed`."""
         return dict(self._params)
+
+    @property
+    def repeat_seeds(self) -> list[int]:
+        """The seeds each sampled point runs with inside one trial; [] when `seeds` is a grid axis or unset."""
+        if self.seeds is None or all(is_grid(p) for p in self.parameters.values()):
+            return []
+        return list(self.seeds)
+
+    def with_seeds(self, seeds: list[int]) -> SearchSpace:
+        """The same space with `seeds` replaced (a sweep's `search.trial_seeds`), validated again."""
+        data = self.model_dump(mode="json", exclude_unset=True)
+        data["seeds"] = seeds
+        return type(self).from_dict(data)
 
     def sample(self, trial: BaseTrial, num_layers: int) -> dict[str, Any]:
         """Sample one trial define-by-run: active parameters in order, then the active fixed values.

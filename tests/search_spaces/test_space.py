@@ -170,8 +170,8 @@ def test_enqueued_grid_combinations_drive_a_mixed_space():
             "parameters": {
                 "clreg.tau": {"type": "grid", "values": [0.1, 0.9]},
                 "train.lr": {"type": "float", "low": 1e-5, "high": 1e-3, "log": True},
+                "train.seed": {"type": "grid", "values": [0, 1, 2]},
             },
-            "seeds": [0, 1, 2],
         }
     )
     study = optuna.create_study()
@@ -185,6 +185,27 @@ def test_enqueued_grid_combinations_drive_a_mixed_space():
         assert {k: params[k] for k in combo} == combo and "train.lr" in params
         seen.append(combo)
     assert len(seen) == 6
+
+
+def test_seeds_are_a_grid_axis_of_a_pure_grid_and_repeats_of_a_sampled_space():
+    grid = load_preset("tau-ablation")
+    assert grid.repeat_seeds == [] and grid.params["train.seed"].values == [0, 1, 2]
+    assert len(grid.grid()) == 5 * 3
+    sampled = load_preset("clreg-default")
+    assert sampled.repeat_seeds == [0, 1, 2] and "train.seed" not in sampled.params
+    assert sampled.grid() == [{}]  # repeats never become separate trials
+    assert "train.seed" not in sampled.sample(optuna.trial.FixedTrial(
+        {"clreg.tau": 0.2, "clreg.lambda": 0.1, "clreg.layer": "last-1", "train.lr": 1e-4}), 8)
+
+
+def test_with_seeds_replaces_the_seeds_and_keeps_everything_else():
+    space = load_preset("method-compare")
+    one = space.with_seeds([7])
+    assert one.grid() == [{**combo, "train.seed": 7} for combo in space.grid() if combo["train.seed"] == 0]
+    assert one.fixed == space.fixed
+    assert load_preset("clreg-default").with_seeds([3, 4]).repeat_seeds == [3, 4]
+    with pytest.raises(SearchSpaceError, match=r"seeds: each seed may appear once"):
+        space.with_seeds([1, 1])
 
 
 def test_grid_search_space_refuses_ranges():
