@@ -40,10 +40,10 @@ def cmd_prepare(args) -> int:
 
 def cmd_run(args) -> int:
     """Run one unlearning trial (base method + CLReg) as a Ray Train + DeepSpeed job."""
-    from orchestrator.cluster import ray_cluster
+    from orchestrator.cluster import check_resources_before_start, check_trial_fits, cluster_nodes, ray_cluster
     from orchestrator.preflight import preflight
     from orchestrator.prepare import prepare
-    from trainables.engine.trainer import build_trainer
+    from trainables.engine.trainer import build_trainer, fit_to_end
     from trainables.engine.worker import WorkerJob
 
     cfg = _trial_config(args)
@@ -52,20 +52,23 @@ def cmd_run(args) -> int:
     out = Path(cfg.output_dir).resolve() / name
     if out.exists():
         raise ValueError(f"output directory {out} exists; choose another --name or remove it")
+    check_resources_before_start(cfg.train, args.address)
     with ray_cluster(args.address):
+        check_trial_fits(cfg.train, cluster_nodes(), "the Ray cluster")
         prepared = prepare(cfg, log=console.print, bench=bench)
         job = WorkerJob(trial=cfg.model_dump(mode="json", by_alias=True), task="unlearn",
                         model_dir=prepared.target_dir, output_dir=str(out),
                         oracle_reference=prepared.oracle_reference)
         console.print(f"run: {cfg.method.name} + CLReg({'on' if cfg.clreg.enabled else 'off'}) with "
                       f"{cfg.train.num_workers} worker(s), ZeRO-{cfg.train.zero_stage} -> {out}")
-        result = build_trainer(job, cfg, storage_path=str(out / "ray"), name="trial").fit()
-    if result.error:
-        console.print(f"[red]trial failed:[/red] {escape(str(result.error))}")
-        return 1
+        try:
+            final = fit_to_end(build_trainer(job, cfg, storage_path=str(out / "ray"), name="trial"), out)
+        except Exception as e:  # a failed or diverged trial: say why, exit 1 (not 2: the input was valid)
+            console.print(f"[red]trial failed:[/red] {escape(f'{type(e).__name__}: {e}')}")
+            return 1
     from trainables.evaluation import load_eval
 
-    _print_metrics({**result.metrics, **load_eval(out).aggregates})
+    _print_metrics({**final, **load_eval(out).aggregates})
     console.print(f"run: final model, eval_aggregates.json and eval_per_item.json in {out}")
     return 0
 
@@ -99,11 +102,15 @@ def cmd_sweep(args) -> int:
 
 def cmd_validate(args) -> int:
     """Every check a sweep makes before it starts, without starting anything."""
+    from orchestrator.cluster import check_trial_fits, this_machine
     from orchestrator.sweep import validate_sweep
 
     checked = validate_sweep(_sweep_config(args))
     cfg = checked.cfg
-    print(f"{args.file or 'defaults'}: valid: sweep {cfg.name!r}, {checked.num_trials} trials of "
+    check_trial_fits(cfg.base.train, this_machine(), "this machine (a sweep without --address runs here)")
+    seeds = checked.space.repeat_seeds
+    each = f" (each the mean of seeds {', '.join(map(str, seeds))})" if len(seeds) > 1 else ""
+    print(f"{args.file or 'defaults'}: valid: sweep {cfg.name!r}, {checked.num_trials} trials{each} of "
           f"{cfg.base.method.name} on {cfg.base.data.benchmark} ({checked.num_layers}-layer "
           f"{cfg.base.model.name_or_path}), searching {', '.join(checked.space.params)}; objectives "
           f"{', '.join(f'{o.metric} ({o.mode})' for o in cfg.objectives)}")
@@ -199,7 +206,8 @@ def _print_prepare_report(report: dict) -> None:
 QUICKSTART: dict = {
     "base": {"method": {"name": "simnpo"}, "train": {"epochs": 3}},
     "space": "clreg-default",
-    "search": {"sampler": "tpe", "num_trials": 8, "max_concurrent": 2},
+    # One seed per point keeps the quickstart under 10 minutes on 2 cores; the preset's 3 seeds triple it.
+    "search": {"sampler": "tpe", "num_trials": 8, "max_concurrent": 2, "trial_seeds": [0]},
 }
 
 
@@ -232,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--address")
     sp.set_defaults(func=cmd_sweep)
 
-    sp = sub.add_parser("validate", help="check a sweep file without running anything (exit 0 valid, 2 not)")
+    sp = sub.add_parser("validate", help="check a sweep file without running anything (exit 0 valid, 2 not); "
+                                         "trial resources are checked against this machine")
     sp.add_argument("file", nargs="?", help="sweep YAML (embedded defaults if omitted)")
     sp.add_argument("--preset")
     sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -263,11 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from orchestrator.config_files import ConfigError
+    from orchestrator.tracking import TrackingError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, ValueError) as e:
+    except (ConfigError, ValueError, TrackingError) as e:
         console.print(f"[red]error:[/red] {escape(str(e))}")
         return EXIT_INVALID
 

@@ -28,3 +28,45 @@ def ray_cluster(address: str | None = None, num_cpus: int | None = None):
         yield
     finally:
         ray.shutdown()
+
+
+def cluster_nodes() -> list[dict[str, float]]:
+    """The resources of each live node of the connected Ray cluster."""
+    import ray
+
+    return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+
+
+def this_machine() -> list[dict[str, float]]:
+    """The one node a local cluster started on this machine would have (what `validate` checks against)."""
+    import torch
+
+    return [{"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}]
+
+
+def check_resources_before_start(train, address: str | None) -> None:
+    """Without a cluster address the command starts a local cluster of this machine: check it before starting."""
+    if not (address or os.environ.get("RAY_ADDRESS")):
+        check_trial_fits(train, this_machine(), "this machine")
+
+
+def check_trial_fits(train, nodes: list[dict[str, float]], where: str) -> None:
+    """Refuse a trial whose workers cannot all run at once on `nodes` (Ray would wait for them forever).
+
+    Each worker needs `train.cpus_per_worker` CPUs and `train.gpus_per_worker` GPUs on one node, and all
+    `train.num_workers` workers must be placed together.
+
+    Raises:
+        ValueError naming the fields, what one trial needs and what the cluster (`where`) has.
+    """
+    need = {"CPU": float(train.cpus_per_worker), "GPU": float(train.gpus_per_worker)}
+    fits = sum(min(int(node.get(r, 0.0) // amount) for r, amount in need.items() if amount > 0) for node in nodes)
+    if fits >= train.num_workers:
+        return
+    have = ", ".join(f"{sum(n.get(r, 0.0) for n in nodes):g} {r}s in all, at most "
+                     f"{max((n.get(r, 0.0) for n in nodes), default=0.0):g} on one node" for r in need)
+    raise ValueError(
+        f"train.num_workers={train.num_workers} x (train.cpus_per_worker={need['CPU']:g}, "
+        f"train.gpus_per_worker={need['GPU']:g}) does not fit on {where} ({have}; {len(nodes)} node(s)); "
+        f"lower them or use a bigger cluster (--address)"
+    )

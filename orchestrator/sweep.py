@@ -9,8 +9,8 @@ RDB URL is given), Tune's experiment state and each trial's outputs.
 from __future__ import annotations
 
 import functools
-import json
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,8 @@ from orchestrator.preflight import model_depth, preflight
 from orchestrator.sweep_config import SweepConfig
 from search_spaces.presets import load_preset
 from search_spaces.space import SearchSpace, apply, is_grid
+from trainables.atomic_files import write_bytes_atomic, write_json_atomic
+from trainables.report_keys import DIVERGED, DIVERGENCE_REASON
 
 SWEEP_FILE = "sweep.yaml"
 STATE_FILE = "sweep_state.json"
@@ -67,8 +69,9 @@ def sweep_paths(cfg: SweepConfig) -> SweepPaths:
 
 
 def resolve_space(cfg: SweepConfig) -> SearchSpace:
-    """The sweep's search space: a shipped preset by name or an inline definition."""
-    return load_preset(cfg.space) if isinstance(cfg.space, str) else SearchSpace.from_dict(cfg.space)
+    """The sweep's search space: a shipped preset by name or an inline definition, with `search.trial_seeds`."""
+    space = load_preset(cfg.space) if isinstance(cfg.space, str) else SearchSpace.from_dict(cfg.space)
+    return space.with_seeds(cfg.search.trial_seeds) if cfg.search.trial_seeds is not None else space
 
 
 def known_metrics() -> set[str]:
@@ -96,6 +99,7 @@ def validate_sweep(cfg: SweepConfig) -> ValidatedSweep:
     Raises:
         SweepError, ConfigError or another ValueError naming the field and the allowed values.
     """
+    check_storage_dir(Path(cfg.storage.dir))
     bench = preflight(cfg.base)
     space = resolve_space(cfg)
     num_layers = model_depth(cfg.base)
@@ -121,38 +125,77 @@ def validate_sweep(cfg: SweepConfig) -> ValidatedSweep:
         num_trials = len(grid)
     if cfg.search.asha and cfg.base.eval.every != 1:
         raise SweepError("search.asha needs base.eval.every=1 so that every epoch reports the objectives")
+    if cfg.search.asha and len(space.repeat_seeds) > 1:
+        raise SweepError(f"search.asha cannot stop a trial that averages {len(space.repeat_seeds)} seeds "
+                         f"(seeds {space.repeat_seeds}): set search.asha=false or search.trial_seeds to one seed")
     return ValidatedSweep(cfg, space, num_layers, num_trials, bench)
 
 
-def describe_trial(params: dict, base: dict) -> dict[str, str]:
+def check_storage_dir(path: Path) -> None:
+    """The sweep directory must be creatable under `storage.dir`: checked before anything starts, creating nothing.
+
+    Raises:
+        SweepError naming the path and the reason (a file in the way, no write permission, read-only filesystem).
+    """
+    path = path.resolve()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise SweepError(f"storage.dir {path}: {existing} is a file, not a directory")
+    try:  # a real write: `os.access` says yes to root even where nothing can be created (/proc, read-only mounts)
+        os.rmdir(tempfile.mkdtemp(prefix=".clreg-probe-", dir=existing))
+    except OSError as e:
+        raise SweepError(f"storage.dir {path}: cannot create anything in {existing} ({e.strerror})") from None
+
+
+def describe_trial(params: dict, base: dict, seeds: list[int] | None = None) -> dict[str, str]:
     """MLflow tags of a trial, for filtering in the dashboard: read from the trial's full config (base + params),
     so a setting the space does not search (e.g. the layer in the tau ablation) is tagged too."""
     cfg = apply(base, params)
     clreg = cfg.get("clreg", {})
     clreg_on = clreg.get("enabled", True)
-    return {"method": str(cfg.get("method", {}).get("name", "")), "clreg": "on" if clreg_on else "off",
-            "layer": str(clreg.get("layer", "")) if clreg_on else ""}
+    tags = {"method": str(cfg.get("method", {}).get("name", "")), "clreg": "on" if clreg_on else "off",
+            "layer": str(clreg.get("layer", "")) if clreg_on else "",
+            "trust_remote_code": str(bool(cfg.get("model", {}).get("trust_remote_code", False))).lower()}
+    if seeds:
+        tags["seeds"] = ",".join(str(s) for s in seeds)
+    return tags
 
 
 def trial_driver(params: dict, *, base: dict, target_dir: str, oracle_reference: str | None,
-                 trials_dir: str) -> None:
-    """One Tune trial: the sampled `params` applied to `base`, run as a Ray Train + DeepSpeed job."""
+                 trials_dir: str, seeds: list[int] | None = None) -> None:
+    """One Tune trial: the sampled `params` applied to `base`, run as a Ray Train + DeepSpeed job.
+
+    With several `seeds` (a sampled space's `repeat_seeds`) the point runs once per seed, one after the other, and
+    the trial reports each seed's final metrics as they arrive and then their means (see `orchestrator.repeats`).
+    """
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from orchestrator.repeats import run_seeds
     from trainables.config import TrialConfig
-    from trainables.engine.trainer import build_trainer
-    from trainables.engine.worker import WorkerJob
+    from trainables.engine.trainer import build_trainer, fit_to_end
+    from trainables.engine.worker import NonFiniteLossError, WorkerJob
 
     trial_id = tune.get_context().get_trial_id()
-    cfg = TrialConfig.model_validate(apply(base, params))
     out = Path(trials_dir) / trial_id
-    job = WorkerJob(trial=cfg.model_dump(mode="json", by_alias=True), task="unlearn", model_dir=target_dir,
-                    output_dir=str(out), oracle_reference=oracle_reference)
-    result = build_trainer(job, cfg, storage_path=str(out / "ray"), name=f"trial-{trial_id}",
-                           callbacks=[TuneReportCallback()]).fit()
-    if result.error:
-        raise result.error
+
+    def fit(seed: int | None, run_dir: Path, forward_reports: bool) -> dict:
+        cfg = TrialConfig.model_validate(apply(base, params if seed is None else {**params, "train.seed": seed}))
+        job = WorkerJob(trial=cfg.model_dump(mode="json", by_alias=True), task="unlearn", model_dir=target_dir,
+                        output_dir=str(run_dir), oracle_reference=oracle_reference)
+        name = f"trial-{trial_id}" if seed is None else f"trial-{trial_id}-seed{seed}"
+        return fit_to_end(build_trainer(job, cfg, storage_path=str(run_dir / "ray"), name=name,
+                                        callbacks=[TuneReportCallback()] if forward_reports else []), run_dir)
+
+    try:
+        if not seeds or len(seeds) == 1:
+            fit(seeds[0] if seeds else None, out, forward_reports=True)
+        else:
+            run_seeds(seeds, out, fit, tune.report)
+    except NonFiniteLossError as diverged:
+        # An outcome of the sampled point, not a fault: reported (Optuna FAIL, MLflow FAILED with the reason)
+        # instead of raised, so Tune does not retry a trial that would diverge again.
+        tune.report({DIVERGED: 1, DIVERGENCE_REASON: str(diverged)})
 
 
 @dataclass
@@ -162,31 +205,34 @@ class SweepOutcome:
     paths: SweepPaths
     tracking_uri: str
     summary: tracking.ParetoSummary
-    num_errors: int
+    num_errors: int  # trials that crashed more often than search.max_trial_failures allows
+    num_diverged: int  # trials whose loss became NaN/inf (Optuna FAIL, MLflow FAILED)
     interrupted: bool
 
 
 def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool = False,
               log=print) -> SweepOutcome:
     """Run (or resume) the sweep `checked` describes on the cluster at `address` (or a local one)."""
-    from orchestrator.cluster import ray_cluster
+    from orchestrator.cluster import check_resources_before_start, check_trial_fits, cluster_nodes, ray_cluster
     from orchestrator.prepare import prepare
 
     cfg = checked.cfg
     paths = sweep_paths(cfg)
-    uri = cfg.mlflow.tracking_uri or tracking.default_tracking_uri(Path.cwd())
+    uri = cfg.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or tracking.default_tracking_uri(Path.cwd())
     tracking.check_tracking(uri)
+    check_resources_before_start(cfg.base.train, address)
     # Saved with absolute locations, so `resume` and `report` work from any directory.
     cfg = cfg.model_copy(update={"storage": cfg.storage.model_copy(update={"dir": str(paths.root.parent)}),
                                  "mlflow": cfg.mlflow.model_copy(update={"tracking_uri": uri})})
-    _claim_sweep_dir(paths, cfg, resume)
     with ray_cluster(address):
+        check_trial_fits(cfg.base.train, cluster_nodes(), "the Ray cluster")
+        _claim_sweep_dir(paths, cfg, resume)
         prepared = prepare(cfg.base, log=log, bench=checked.bench)
         runs = tracking.open_sweep(uri, cfg.mlflow.experiment or cfg.name, cfg.name,
                                    cfg.model_dump(mode="json", by_alias=True))
         if resume:
             tracking.close_zombies(runs)
-        _write_json(paths.state_file, {"parent_run_id": runs.parent_run_id, "experiment_id": runs.experiment_id,
+        write_json_atomic(paths.state_file, {"parent_run_id": runs.parent_run_id, "experiment_id": runs.experiment_id,
                                        "tracking_uri": uri, "target_dir": prepared.target_dir})
         tuner = _tuner(checked, paths, prepared, runs, resume)
         log(f"sweep {cfg.name}: {checked.num_trials} trials, {cfg.search.max_concurrent} at a time, sampler "
@@ -195,8 +241,10 @@ def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool 
     summary = tracking.update_pareto(runs, cfg.objective_modes)
     # Stopped before every trial ended (Ctrl-C): the parent run must not look complete; `resume` reopens it.
     interrupted = results.num_terminated + results.num_errors < checked.num_trials
+    # Trials that crashed beyond their retries make the sweep FAILED; diverged trials are search outcomes.
     tracking.close_sweep(runs, "KILLED" if interrupted else "FAILED" if results.num_errors else "FINISHED")
-    return SweepOutcome(paths, uri, summary, results.num_errors, interrupted)
+    diverged = sum(1 for r in results if r.metrics and r.metrics.get(DIVERGED))
+    return SweepOutcome(paths, uri, summary, results.num_errors, diverged, interrupted)
 
 
 def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, runs: tracking.SweepRuns, resume: bool):
@@ -213,9 +261,10 @@ def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, runs: tracking.
     cfg = checked.cfg
     objectives = cfg.objective_modes
     base = cfg.base.model_dump(mode="json", by_alias=True)
+    seeds = checked.space.repeat_seeds
     trainable = tune.with_parameters(
         trial_driver, base=base, target_dir=prepared.target_dir,
-        oracle_reference=prepared.oracle_reference, trials_dir=str(paths.trials),
+        oracle_reference=prepared.oracle_reference, trials_dir=str(paths.trials), seeds=seeds,
     )
     # The trial driver only waits on its Ray Train job, whose workers hold the CPUs/GPUs in their own placement
     # group. Tune refuses an all-zero request, so the driver asks for one byte of memory: it then blocks no CPU,
@@ -240,8 +289,8 @@ def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, runs: tracking.
         run_config=tune.RunConfig(
             name=TUNE_NAME,
             storage_path=str(paths.root),
-            callbacks=[SweepTracker(runs, objectives, functools.partial(describe_trial, base=base))],
-            failure_config=tune.FailureConfig(max_failures=0),
+            callbacks=[SweepTracker(runs, objectives, functools.partial(describe_trial, base=base, seeds=seeds))],
+            failure_config=tune.FailureConfig(max_failures=cfg.search.max_trial_failures),
             verbose=1,
         ),
     )
@@ -259,9 +308,8 @@ def _claim_sweep_dir(paths: SweepPaths, cfg: SweepConfig, resume: bool) -> None:
     paths.root.mkdir(parents=True, exist_ok=True)
     if not os.access(paths.root, os.W_OK):
         raise SweepError(f"storage.dir {paths.root.parent} is not writable")
-    tmp = paths.sweep_file.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(cfg.model_dump(mode="json", by_alias=True), sort_keys=False))
-    os.replace(tmp, paths.sweep_file)
+    write_bytes_atomic(paths.sweep_file,
+                       yaml.safe_dump(cfg.model_dump(mode="json", by_alias=True), sort_keys=False).encode())
 
 
 def load_sweep_dir(root: str | Path) -> SweepConfig:
@@ -272,9 +320,3 @@ def load_sweep_dir(root: str | Path) -> SweepConfig:
     if not f.is_file():
         raise SweepError(f"{root} is not a sweep directory (no {SWEEP_FILE})")
     return load_config(SweepConfig, f)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)

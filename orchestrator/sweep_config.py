@@ -29,6 +29,13 @@ class SearchConfig(StrictModel):
     max_concurrent: int = Field(2, ge=1)
     seed: int = 0
     asha: bool = Field(False, description="stop weak trials early (ASHA on the first objective's epochs)")
+    max_trial_failures: int = Field(
+        2, ge=0, description="Tune restarts of a trial whose process or node died (it resumes from its checkpoint)",
+    )
+    trial_seeds: list[int] | None = Field(
+        None, min_length=1,
+        description="training seeds; replaces the space's `seeds` (e.g. [0] for a quick look without a spread)",
+    )
 
 
 class StorageConfig(StrictModel):
@@ -41,7 +48,9 @@ class StorageConfig(StrictModel):
 class MlflowConfig(StrictModel):
     """Where runs are logged."""
 
-    tracking_uri: str | None = Field(None, description="default: sqlite:///mlflow.db in the working directory")
+    tracking_uri: str | None = Field(
+        None, description="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory",
+    )
     experiment: str | None = Field(None, description="default: the sweep name")
 
 

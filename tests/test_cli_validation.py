@@ -80,6 +80,15 @@ def _overlap(d: Path) -> None:
     _write_json(d / "retain90.json", RETAIN + [FORGET[2]])
 
 
+def _empty_forget(d: Path) -> None:
+    _write_json(d / "forget10.json", [])
+    _write_json(d / "forget10_perturbed.json", [])
+
+
+def _retain_missing(d: Path) -> None:
+    (d / "retain90.json").unlink()
+
+
 def _no_paraphrases(d: Path) -> None:
     rows = _perturbed(FORGET)
     for r in rows:
@@ -156,6 +165,12 @@ CASES: dict[str, Case] = {
     "forget-retain-overlap": ([], _overlap, ["also in retain split 'retain90'", "forget question 2?"]),
     "paraphrase-positives-without-paraphrases": (["clreg.positives=paraphrase"], _no_paraphrases,
                                                  ["clreg.positives=paraphrase", "paraphrased_answer"]),
+    "empty-forget-set": ([], _empty_forget, ["forget10.json", "empty"]),
+    "retain-set-missing": ([], _retain_missing, ["retain", "data.retain_split"]),
+    "more-gpus-than-the-machine": (["train.gpus_per_worker=64"], None,
+                                   ["train.gpus_per_worker=64", "does not fit on this machine", "GPUs in all"]),
+    "more-workers-than-cpus": (["train.num_workers=64"], None,
+                               ["train.num_workers=64", "does not fit on this machine", "CPUs in all"]),
     "model-path-missing": (["model.name_or_path=./nope/model", "prepare.enabled=false"], None,
                            ["model.name_or_path './nope/model' does not exist", "tiny-llama"]),
 }
@@ -174,6 +189,25 @@ def test_bad_input_exits_2_before_ray(env, capsys, sets, breaker, fragments) -> 
     for fragment in fragments:
         assert _words(fragment) in err, f"{fragment!r} not in stderr: {err}"
     _nothing_started(env["root"])
+
+
+@pytest.mark.parametrize(("sets", "breaker", "fragments"), list(CASES.values()), ids=list(CASES))
+def test_validate_refuses_the_same_bad_input_in_a_sweep_file(env, capsys, sets, breaker, fragments) -> None:
+    """`clreg-sweep validate SWEEP_FILE` makes the same checks (the trial config is the sweep's `base`)."""
+    if breaker is not None:
+        breaker(env["data"])
+    sweep = env["root"] / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump({"name": "bad", "base": env["dict"], "storage": {"dir": str(env["root"] / "sw")},
+                                     "mlflow": {"tracking_uri": f"sqlite:///{env['root'] / 'mlflow.db'}"}}))
+    argv = ["validate", str(sweep)]
+    for s in sets:
+        argv += ["--set", f"base.{s}"]
+    assert cli.main(argv) == cli.EXIT_INVALID
+    err = _words(capsys.readouterr().err)
+    for fragment in fragments:
+        assert _words(fragment) in err, f"{fragment!r} not in stderr: {err}"
+    _nothing_started(env["root"])
+    assert not (env["root"] / "sw").exists() and not (env["root"] / "mlflow.db").exists()
 
 
 def test_unknown_top_level_key(env, capsys) -> None:

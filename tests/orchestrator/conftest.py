@@ -1,0 +1,77 @@
+"""Writing small sweep files and reading back what a real sweep left in MLflow and Optuna."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+
+@dataclass
+class SweepEnv:
+    """A working directory with one SQLite MLflow store and a sweeps directory, on the session's prepared model."""
+
+    root: Path
+    overrides: list[str]
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"sqlite:///{self.root / 'mlflow.db'}"
+
+    def sweep_dir(self, name: str) -> Path:
+        return self.root / "sweeps" / name
+
+    def write(self, name: str, num_trials: int, concurrent: int, seeds: list[int] = (0,), epochs: int = 1,
+              space: str | dict = "clreg-default", base: list[str] = (), search: dict | None = None) -> Path:
+        """A sweep file: the small trial config plus `base` overrides (dotted key=value), random sampler."""
+        tree: dict = {}
+        for item in [*self.overrides, f"train.epochs={epochs}", *base]:
+            key, _, value = item.partition("=")
+            node = tree
+            *parents, leaf = key.split(".")
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[leaf] = yaml.safe_load(value)
+        sweep = {
+            "name": name,
+            "base": tree,
+            "space": space,
+            "search": {"sampler": "random", "num_trials": num_trials, "max_concurrent": concurrent, "seed": 1,
+                       "trial_seeds": list(seeds), **(search or {})},
+            "storage": {"dir": str(self.root / "sweeps")},
+            "mlflow": {"tracking_uri": self.tracking_uri},
+        }
+        path = self.root / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(sweep))
+        return path
+
+    def runs(self, name: str) -> tuple[list, list]:
+        """(parent runs, child runs) of the sweep's experiment."""
+        client = MlflowClient(self.tracking_uri)
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            return [], []
+        runs = client.search_runs([exp.experiment_id], max_results=1000)
+        parents = [r for r in runs if r.data.tags.get("clreg.role") == "parent"]
+        children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+        return parents, children
+
+    def study(self, name: str) -> optuna.Study:
+        return optuna.load_study(study_name=f"clreg-sweep:{name}",
+                                 storage=f"sqlite:///{self.sweep_dir(name) / 'optuna.db'}")
+
+    def tune_trials(self, name: str) -> list[tuple[str, int]]:
+        """(state, number of failures) of every trial in Tune's saved experiment (what `resume` continues)."""
+        from ray.tune import ExperimentAnalysis
+
+        analysis = ExperimentAnalysis(str(self.sweep_dir(name) / "tune"))
+        return sorted((t.status, t.num_failures) for t in analysis.trials)
+
+
+@pytest.fixture(scope="module")
+def sweep_env(tmp_path_factory, small_overrides, prepare_cache) -> SweepEnv:
+    return SweepEnv(tmp_path_factory.mktemp("sweeps"), small_overrides + [f"prepare.cache_dir={prepare_cache}"])
