@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from contextlib import contextmanager
 
 
@@ -11,11 +12,16 @@ def ray_cluster(address: str | None = None, num_cpus: int | None = None):
     """Join the cluster at `address` (or `RAY_ADDRESS`), or start a local one for this command and stop it after.
 
     A local cluster binds its dashboard to 127.0.0.1 (Ray Train V2's placement-group cleaner needs the state API
-    the dashboard serves); usage stats are never sent.
+    the dashboard serves) and keeps Ray's token authentication, which a new local cluster turns on by default
+    (token in ~/.ray/auth_token or RAY_AUTH_TOKEN); RAY_AUTH_MODE=disabled gets a warning. Usage stats are never
+    sent. (Setting RAY_AUTH_MODE here would not do: Ray caches the mode when first imported.)
     """
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if os.environ.get("RAY_AUTH_MODE", "token").lower() != "token":
+        warnings.warn(f"RAY_AUTH_MODE={os.environ['RAY_AUTH_MODE']}: the Ray cluster runs WITHOUT token "
+                      f"authentication; anyone who reaches its ports can run code on it", stacklevel=2)
     address = address or os.environ.get("RAY_ADDRESS")
     if ray.is_initialized():
         yield
@@ -48,6 +54,15 @@ def check_resources_before_start(train, address: str | None) -> None:
     """Without a cluster address the command starts a local cluster of this machine: check it before starting."""
     if not (address or os.environ.get("RAY_ADDRESS")):
         check_trial_fits(train, this_machine(), "this machine")
+
+
+def warn_if_trial_does_not_fit(train, log) -> None:
+    """On a joined cluster the live nodes are not the limit (an autoscaler may add GPU nodes on demand), so a trial
+    that does not fit them yet is a warning, not an error."""
+    try:
+        check_trial_fits(train, cluster_nodes(), "the Ray cluster's live nodes")
+    except ValueError as e:
+        log(f"warning: {e}. Its trials wait until an autoscaler adds such nodes; without one they wait forever.")
 
 
 def check_trial_fits(train, nodes: list[dict[str, float]], where: str) -> None:
