@@ -26,7 +26,8 @@ class SweepEnv:
         return self.root / "sweeps" / name
 
     def write(self, name: str, num_trials: int, concurrent: int, seeds: list[int] = (0,), epochs: int = 1,
-              space: str | dict = "clreg-default", base: list[str] = (), search: dict | None = None) -> Path:
+              space: str | dict = "clreg-default", base: list[str] = (), search: dict | None = None,
+              tracking_uri: str | None = None) -> Path:
         """A sweep file: the small trial config plus `base` overrides (dotted key=value), random sampler."""
         tree: dict = {}
         for item in [*self.overrides, f"train.epochs={epochs}", *base]:
@@ -43,15 +44,15 @@ class SweepEnv:
             "search": {"sampler": "random", "num_trials": num_trials, "max_concurrent": concurrent, "seed": 1,
                        "trial_seeds": list(seeds), **(search or {})},
             "storage": {"dir": str(self.root / "sweeps")},
-            "mlflow": {"tracking_uri": self.tracking_uri},
+            "mlflow": {"tracking_uri": tracking_uri or self.tracking_uri},
         }
         path = self.root / f"{name}.yaml"
         path.write_text(yaml.safe_dump(sweep))
         return path
 
-    def runs(self, name: str) -> tuple[list, list]:
+    def runs(self, name: str, tracking_uri: str | None = None) -> tuple[list, list]:
         """(parent runs, child runs) of the sweep's experiment."""
-        client = MlflowClient(self.tracking_uri)
+        client = MlflowClient(tracking_uri or self.tracking_uri)
         exp = client.get_experiment_by_name(name)
         if exp is None:
             return [], []

@@ -134,7 +134,7 @@ def train_worker(job_dict: dict) -> None:
                     retain = _to(collate([data.retain[i] for i in micro_batch(perm_r, u, micro)], pad), device)
                     paraphrase = (_to(collate([data.paraphrase[i] for i in idx_f], pad), device)
                                   if data.paraphrase is not None else None)
-                    terms = _unlearn_micro_step(engine, ref, cfg, method, layer, state["dual_lambda"],
+                    terms = unlearn_micro_step(engine, ref, cfg, method, layer, state["dual_lambda"],
                                                 forget, retain, paraphrase, view_generator(cfg.train.seed, epoch, u))
                     if terms.get("retain") is not None:
                         retain_step_losses.append(terms["retain"].item())
@@ -183,7 +183,7 @@ def train_worker(job_dict: dict) -> None:
 # one unlearning micro-step
 
 
-def _unlearn_micro_step(engine, ref, cfg: TrialConfig, method: ResolvedMethod, layer: int | None,
+def unlearn_micro_step(engine, ref, cfg: TrialConfig, method: ResolvedMethod, layer: int | None,
                         dual_lambda: float | None, forget: dict, retain: dict, paraphrase: dict | None,
                         gen: torch.Generator) -> dict[str, torch.Tensor | None]:
     """Loss terms of one micro-batch: base method on (forget, retain) plus lambda * CLReg at `layer`."""
