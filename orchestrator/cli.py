@@ -40,7 +40,7 @@ def cmd_prepare(args) -> int:
 
 def cmd_run(args) -> int:
     """Run one unlearning trial (base method + CLReg) as a Ray Train + DeepSpeed job."""
-    from orchestrator.cluster import check_resources_before_start, check_trial_fits, cluster_nodes, ray_cluster
+    from orchestrator.cluster import check_resources_before_start, ray_cluster, warn_if_trial_does_not_fit
     from orchestrator.preflight import preflight
     from orchestrator.prepare import prepare
     from trainables.engine.trainer import build_trainer, fit_to_end
@@ -54,7 +54,7 @@ def cmd_run(args) -> int:
         raise ValueError(f"output directory {out} exists; choose another --name or remove it")
     check_resources_before_start(cfg.train, args.address)
     with ray_cluster(args.address):
-        check_trial_fits(cfg.train, cluster_nodes(), "the Ray cluster")
+        warn_if_trial_does_not_fit(cfg.train, console.print)
         prepared = prepare(cfg, log=console.print, bench=bench)
         job = WorkerJob(trial=cfg.model_dump(mode="json", by_alias=True), task="unlearn",
                         model_dir=prepared.target_dir, output_dir=str(out),

@@ -67,7 +67,7 @@ def sweep_report(sweep_dir: str | Path) -> str:
              f"Pareto front: {len(front)} trials; hypervolume {hv:.4g} (reference {reference}).", ""]
     lines += ["## Trials (* = on the Pareto front)", ""]
     lines += _table(["", "trial", *names, *searched],
-                    [["*" if r.trial_id in front else "", r.trial_id, *(_num(r.metrics.get(m)) for m in names),
+                    [["*" if r.trial_id in front else "", r.trial_id, *(_with_spread(r.metrics, m) for m in names),
                       *(_param(r.params.get(p, "")) for p in searched)] for r in rows])
     lines += ["", "## Best trial per objective", ""]
     best_rows = []
@@ -117,6 +117,12 @@ def _param(text: str) -> str:
         return f"{float(text):.4g}"
     except ValueError:
         return text
+
+
+def _with_spread(metrics: dict[str, float], name: str) -> str:
+    """A trial's metric, as `mean ± std` when the trial averaged several seeds (it then logged `<name>_std`)."""
+    std = metrics.get(f"{name}_std")
+    return _num(metrics.get(name)) + (f" ± {std:.2g}" if _finite(std) and metrics.get("num_seeds", 1) > 1 else "")
 
 
 def _num(v) -> str:

@@ -213,7 +213,7 @@ class SweepOutcome:
 def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool = False,
               log=print) -> SweepOutcome:
     """Run (or resume) the sweep `checked` describes on the cluster at `address` (or a local one)."""
-    from orchestrator.cluster import check_resources_before_start, check_trial_fits, cluster_nodes, ray_cluster
+    from orchestrator.cluster import check_resources_before_start, ray_cluster, warn_if_trial_does_not_fit
     from orchestrator.prepare import prepare
 
     cfg = checked.cfg
@@ -225,7 +225,7 @@ def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool 
     cfg = cfg.model_copy(update={"storage": cfg.storage.model_copy(update={"dir": str(paths.root.parent)}),
                                  "mlflow": cfg.mlflow.model_copy(update={"tracking_uri": uri})})
     with ray_cluster(address):
-        check_trial_fits(cfg.base.train, cluster_nodes(), "the Ray cluster")
+        warn_if_trial_does_not_fit(cfg.base.train, log)
         _claim_sweep_dir(paths, cfg, resume)
         prepared = prepare(cfg.base, log=log, bench=checked.bench)
         runs = tracking.open_sweep(uri, cfg.mlflow.experiment or cfg.name, cfg.name,

@@ -107,7 +107,7 @@ def test_diverging_trial_fails_with_its_reason_and_the_sweep_goes_on(sweep_env, 
     monkeypatch.chdir(sweep_env.root)
     space = {"fixed": {"method.name": "simnpo"},
              "parameters": {"train.lr": {"type": "grid", "values": [1.0e30, 1.0e-4]}}}
-    path = sweep_env.write("diverge", 2, 1, epochs=2, space=space, base=["train.max_failures=2"])
+    path = sweep_env.write("diverge", 2, 2, epochs=2, space=space, base=["train.max_failures=2"])
     assert cli.main(["sweep", str(path)]) == 0
 
     by_lr = {float(c.data.params["train.lr"]): c for c in sweep_env.runs("diverge")[1]}

@@ -82,6 +82,9 @@ def test_repeated_seeds_score_a_point_by_its_mean(sweep_env, monkeypatch):
     assert trial.values == pytest.approx([m[o] for o in OBJECTIVES])
     trial_dir = next((sweep_env.sweep_dir("repeats") / "trials").iterdir())
     assert sorted(p.name for p in trial_dir.iterdir() if p.name.startswith("seed-")) == ["seed-0", "seed-1"]
+    assert cli.main(["report", str(sweep_env.sweep_dir("repeats"))]) == 0
+    report = (sweep_env.sweep_dir("repeats") / "report.md").read_text()
+    assert f"| {m['forget_quality']:.4g} ± {m['forget_quality_std']:.2g} |" in report
 
 
 def test_interrupted_sweep_resumes_to_exactly_the_requested_trials(sweep_env):
