@@ -88,7 +88,8 @@ def test_repeated_seeds_score_a_point_by_its_mean(sweep_env, monkeypatch):
 
 
 def test_interrupted_sweep_resumes_to_exactly_the_requested_trials(sweep_env):
-    """SIGINT after 2 finished trials (Tune saves its state and stops), then `resume`: 3 of everything, once."""
+    """SIGINT after the first finished trial: Tune lets the running trial end, saves its state and stops before
+    the third; `resume` runs the rest: 3 of everything, once."""
     sweep_file = sweep_env.write("resumed", 3, 1)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "sweep", str(sweep_file)], cwd=sweep_env.root,
@@ -100,7 +101,7 @@ def test_interrupted_sweep_resumes_to_exactly_the_requested_trials(sweep_env):
                 finished = [c for c in sweep_env.runs("resumed")[1] if c.info.status == "FINISHED"]
             except Exception:  # the experiment does not exist yet
                 finished = []
-            if len(finished) >= 2:
+            if len(finished) >= 1:
                 break
             time.sleep(2)
         assert proc.poll() is None, "the sweep ended before it could be interrupted"
@@ -112,7 +113,7 @@ def test_interrupted_sweep_resumes_to_exactly_the_requested_trials(sweep_env):
     assert proc.returncode == cli.EXIT_INTERRUPTED
     parents, children = sweep_env.runs("resumed")
     assert parents[0].info.status == "KILLED"  # an interrupted sweep never looks complete
-    assert len([c for c in children if c.info.status == "FINISHED"]) == 2
+    assert 1 <= len([c for c in children if c.info.status == "FINISHED"]) < 3
 
     assert cli.main(["resume", str(sweep_env.sweep_dir("resumed"))]) == 0
 
