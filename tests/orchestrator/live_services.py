@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -52,3 +53,19 @@ def stop_server(server: subprocess.Popen) -> None:
     """SIGKILL the server and its web workers (its own process group)."""
     os.killpg(server.pid, signal.SIGKILL)
     server.wait(timeout=30)
+
+
+def registered_checkpoints(root: Path, pattern: str) -> list[Path]:
+    """Ray Train run directories under `root` (glob `pattern`) whose checkpoint manager has registered a checkpoint.
+
+    A persisted `checkpoint_*` directory is not enough: Ray Train registers it only when its controller next polls
+    the workers, and a worker killed before that restarts from the previous registered checkpoint (or none).
+    """
+    runs = []
+    for snapshot in root.glob(f"{pattern}/checkpoint_manager_snapshot.json"):
+        try:
+            if json.loads(snapshot.read_text()).get("latest_checkpoint_result"):
+                runs.append(snapshot.parent)
+        except (OSError, ValueError):  # being written
+            continue
+    return runs

@@ -19,7 +19,13 @@ import psutil
 import pytest
 
 from orchestrator import cli
-from tests.orchestrator.live_services import free_port, start_mlflow_server, stop_server, wait_for
+from tests.orchestrator.live_services import (
+    free_port,
+    registered_checkpoints,
+    start_mlflow_server,
+    stop_server,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -36,10 +42,8 @@ def _train_workers() -> list[psutil.Process]:
 
 
 def wait_for_checkpoint(root: Path, pattern: str) -> None:
-    """Until Ray Train has persisted a checkpoint directory (not its `checkpoint_manager_snapshot.json`), then one
-    second more, in which Ray registers it as the run's newest checkpoint."""
-    wait_for(lambda: [p for p in root.glob(pattern) if p.is_dir()], f"a checkpoint {root}/{pattern}")
-    time.sleep(1.0)
+    """Until a Ray Train run under `root` (glob `pattern`) has a registered checkpoint."""
+    wait_for(lambda: registered_checkpoints(root, pattern), f"a registered checkpoint in {root}/{pattern}")
 
 
 class WorkerKiller(threading.Thread):
@@ -68,7 +72,7 @@ def test_killed_worker_resumes_from_its_newest_checkpoint(sweep_env, monkeypatch
     monkeypatch.chdir(sweep_env.root)
     epochs = 15  # a window of several seconds in which to kill it
     path = sweep_env.write("worker-kill", 1, 1, epochs=epochs, base=["train.max_failures=1"])
-    killer = WorkerKiller(sweep_env.sweep_dir("worker-kill"), "trials/*/ray/*/checkpoint_*")
+    killer = WorkerKiller(sweep_env.sweep_dir("worker-kill"), "trials/*/ray/*")
     killer.start()
     code = cli.main(["sweep", str(path)])
     killer.join(timeout=5)
@@ -90,7 +94,7 @@ def test_worker_failures_beyond_max_failures_fail_the_run(sweep_env, tmp_path, m
     monkeypatch.chdir(tmp_path)
     sets = [f"--set={s}" for s in sweep_env.overrides + ["train.epochs=15", "train.max_failures=0",
                                                           f"output_dir={tmp_path}"]]
-    killer = WorkerKiller(tmp_path / "killed", "ray/*/checkpoint_*")
+    killer = WorkerKiller(tmp_path / "killed", "ray/*")
     killer.start()
     code = cli.main(["run", *sets, "--name", "killed"])
     killer.join(timeout=5)

@@ -14,14 +14,19 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import optuna
 import pytest
 import ray
 
-from tests.orchestrator.live_services import free_port, start_mlflow_server, stop_server, wait_for
+from tests.orchestrator.live_services import (
+    free_port,
+    registered_checkpoints,
+    start_mlflow_server,
+    stop_server,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -39,13 +44,9 @@ class NodeRemover(threading.Thread):
     def run(self) -> None:
         from ray.util.state import list_actors
 
-        def all_checkpointed() -> bool:
-            dirs = {p.parents[2] for p in self.root.glob("trials/*/ray/*/checkpoint_*") if p.is_dir()}
-            return len(dirs) == self.trials
-
         try:
-            wait_for(all_checkpointed, "a checkpoint of every trial")
-            time.sleep(1.0)  # Ray registers the persisted checkpoint as the run's newest
+            wait_for(lambda: len(registered_checkpoints(self.root, "trials/*/ray/*")) == self.trials,
+                     "a registered checkpoint of every trial")
             actors = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
             self.worker_nodes = {a.node_id for a in actors}
             node = next(n for n in self.cluster.worker_nodes if n.node_id == actors[0].node_id)
