@@ -27,8 +27,11 @@ class SweepOptunaSearch(OptunaSearch):
         if trial_id in self._completed_trials:
             return
         ot_trial = self._ot_trials[trial_id]
-        state, values = trial_outcome(result, self.metric, error)
-        self._ot_study.tell(ot_trial, values, state=state)
+        # A driver killed after telling the study but before Tune saved its state restores a searcher that does not
+        # know the trial ended; the study (persisted) does, and keeps the first outcome.
+        if not self._ot_study._storage.get_trial(ot_trial._trial_id).state.is_finished():
+            state, values = trial_outcome(result, self.metric, error)
+            self._ot_study.tell(ot_trial, values, state=state)
         self._completed_trials.add(trial_id)
 
 

@@ -55,3 +55,25 @@ def test_same_seed_proposes_the_same_parameters():
 
     assert first_params(7) == first_params(7)
     assert first_params(7) != first_params(8)
+
+
+def test_a_restored_searcher_does_not_tell_a_finished_trial_twice(tmp_path):
+    """The searcher state saved before a trial ended, restored after the study recorded its end (a driver killed in
+    between): completing the trial again keeps the study's first outcome instead of failing the sweep."""
+    from orchestrator.search import make_searcher
+
+    def searcher():
+        return make_searcher(load_preset("clreg-default"), 8, [("forget_quality", "max"), ("model_utility", "max")],
+                             SearchConfig(sampler="random"), 1, study_name="s", storage_url=f"sqlite:///{tmp_path}/s.db")
+
+    first = searcher()
+    assert first.suggest("t1")
+    first.save(str(tmp_path / "searcher.pkl"))
+    done = {TRIAL_COMPLETE: 1, "forget_quality": 0.3, "model_utility": 0.6}
+    first.on_trial_complete("t1", done)
+
+    restored = searcher()
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    restored.on_trial_complete("t1", {TRIAL_COMPLETE: 1, "forget_quality": 0.9, "model_utility": 0.1})
+    (trial,) = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/s.db").trials
+    assert trial.state == State.COMPLETE and trial.values == [0.3, 0.6]
