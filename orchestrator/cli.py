@@ -151,7 +151,8 @@ def _run_sweep(checked, address: str | None, resume: bool) -> int:
     _print_front(outcome.summary, checked.cfg.objective_modes)
     # soft_wrap: paths and the command stay on one line, so they can be copied.
     console.print(f"sweep {checked.cfg.name}: {outcome.summary.num_trials} trials complete, "
-                  f"{outcome.num_errors} failed, {time.perf_counter() - started:.0f} s; results in "
+                  f"{outcome.num_errors} failed, {outcome.num_diverged} diverged, "
+                  f"{time.perf_counter() - started:.0f} s; results in "
                   f"{outcome.paths.root}", soft_wrap=True)
     console.print("Browse the trials and the Pareto front (parent run, artifacts pareto/) in the MLflow dashboard:\n"
                   f"  mlflow ui --backend-store-uri {outcome.tracking_uri} --host 127.0.0.1 --port 5000",

@@ -232,8 +232,9 @@ def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool 
                                    cfg.model_dump(mode="json", by_alias=True))
         if resume:
             tracking.close_zombies(runs)
-        write_json_atomic(paths.state_file, {"parent_run_id": runs.parent_run_id, "experiment_id": runs.experiment_id,
-                                       "tracking_uri": uri, "target_dir": prepared.target_dir})
+        write_json_atomic(paths.state_file, {"parent_run_id": runs.parent_run_id,
+                                             "experiment_id": runs.experiment_id, "tracking_uri": uri,
+                                             "target_dir": prepared.target_dir})
         tuner = _tuner(checked, paths, prepared, runs, resume)
         log(f"sweep {cfg.name}: {checked.num_trials} trials, {cfg.search.max_concurrent} at a time, sampler "
             f"{cfg.search.sampler}, objectives {cfg.objective_modes}")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +52,12 @@ class SweepEnv:
         path = self.root / f"{name}.yaml"
         path.write_text(yaml.safe_dump(sweep))
         return path
+
+    def spawn_sweep(self, path: Path) -> subprocess.Popen:
+        """`clreg-sweep sweep FILE` as its own process (the driver a test interrupts or kills), output discarded."""
+        return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "sweep", str(path)], cwd=self.root,
+                                env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
 
     def runs(self, name: str, tracking_uri: str | None = None) -> tuple[list, list]:
         """(parent runs, child runs) of the sweep's experiment."""

@@ -8,8 +8,6 @@ multi-node cluster.
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -129,8 +127,7 @@ def test_killed_driver_resumes_without_duplicates_or_zombies(sweep_env):
     """Fault 2: SIGKILL the sweep driver while its second trial runs; `resume` finishes the sweep with exactly the
     requested trials in Tune, Optuna and MLflow, and nothing left RUNNING."""
     name, trials = "driver-kill", 2
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "sweep", str(sweep_env.write(name, trials, 1))],
-                            cwd=sweep_env.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = sweep_env.spawn_sweep(sweep_env.write(name, trials, 1))
     try:
         def second_trial_running() -> bool:
             children = sweep_env.runs(name)[1]

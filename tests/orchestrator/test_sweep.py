@@ -5,11 +5,8 @@ The prepared model comes from the session's shared cache (`prepare_cache`), as a
 
 from __future__ import annotations
 
-import os
 import signal
 import statistics
-import subprocess
-import sys
 import time
 
 import optuna
@@ -91,9 +88,7 @@ def test_interrupted_sweep_resumes_to_exactly_the_requested_trials(sweep_env):
     """SIGINT after the first finished trial: Tune lets the running trial end, saves its state and stops before
     the third; `resume` runs the rest: 3 of everything, once."""
     sweep_file = sweep_env.write("resumed", 3, 1)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "sweep", str(sweep_file)], cwd=sweep_env.root,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = sweep_env.spawn_sweep(sweep_file)
     deadline = time.monotonic() + 900
     try:
         while time.monotonic() < deadline and proc.poll() is None:
