@@ -19,9 +19,26 @@ from orchestrator.sweep_config import SearchConfig
 from search_spaces.space import SearchSpace
 from trainables.report_keys import DIVERGED, TRIAL_COMPLETE
 
+# Optuna user attributes: the Tune trial an Optuna trial was asked for, and why a lost trial was failed.
+ATTR_TUNE_TRIAL = "tune_trial_id"
+ATTR_LOST = "clreg.lost"
+
+
+def sweep_study_name(sweep_name: str) -> str:
+    """The Optuna study of a sweep, unique to its name within a shared Optuna storage."""
+    return f"clreg-sweep:{sweep_name}"
+
 
 class SweepOptunaSearch(OptunaSearch):
     """`OptunaSearch` whose completed trials carry the right Optuna state (see the module docstring)."""
+
+    def suggest(self, trial_id: str) -> dict | None:
+        asked = trial_id not in self._ot_trials
+        params = super().suggest(trial_id)
+        if asked and trial_id in self._ot_trials:
+            # Names the Tune trial in the study, so a resume can tell which RUNNING trials Tune no longer knows.
+            self._ot_trials[trial_id].set_user_attr(ATTR_TUNE_TRIAL, trial_id)
+        return params
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials:
@@ -46,6 +63,22 @@ def trial_outcome(result: dict | None, metrics: list[str], error: bool
     if any(not isinstance(v, (int, float)) or not math.isfinite(v) for v in values):
         return optuna.trial.TrialState.FAIL, None
     return optuna.trial.TrialState.COMPLETE, [float(v) for v in values]
+
+
+def fail_lost_trials(storage_url: str, study: str, known_trial_ids: set[str], reason: str) -> list[int]:
+    """Tell FAIL, with `reason` as the `clreg.lost` user attribute, for the study's RUNNING trials whose Tune trial
+    the resumed experiment does not know (asked after Tune's last state save); returns their numbers.
+
+    Optuna cannot delete a trial, so a lost one stays in the study as FAIL: samplers ignore it, and the COMPLETE
+    trials are exactly the ones Tune ran to the end.
+    """
+    loaded = optuna.load_study(study_name=study, storage=optuna.storages.RDBStorage(storage_url))
+    lost = [t for t in loaded.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+            if t.user_attrs.get(ATTR_TUNE_TRIAL) not in known_trial_ids]
+    for t in lost:
+        loaded._storage.set_trial_user_attr(t._trial_id, ATTR_LOST, reason)
+        loaded.tell(t.number, state=optuna.trial.TrialState.FAIL)
+    return [t.number for t in lost]
 
 
 def make_sampler(search: SearchConfig, num_trials: int) -> optuna.samplers.BaseSampler:

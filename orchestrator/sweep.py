@@ -231,6 +231,7 @@ def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool 
         runs = tracking.open_sweep(uri, cfg.mlflow.experiment or cfg.name, cfg.name,
                                    cfg.model_dump(mode="json", by_alias=True))
         if resume:
+            _drop_lost_trials(paths, cfg, runs, log)
             tracking.close_zombies(runs)
         write_json_atomic(paths.state_file, {"parent_run_id": runs.parent_run_id,
                                              "experiment_id": runs.experiment_id, "tracking_uri": uri,
@@ -248,10 +249,27 @@ def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool 
     return SweepOutcome(paths, uri, summary, results.num_errors, diverged, interrupted)
 
 
+def _drop_lost_trials(paths: SweepPaths, cfg: SweepConfig, runs: tracking.SweepRuns, log) -> None:
+    """Before a resume: trials that started after Tune's last experiment-state save are unknown to the restored
+    experiment, which will sample new trials in their place; their Optuna trials become FAIL and their MLflow
+    children are deleted, so the finished sweep counts each requested trial once (see README, Reliability)."""
+    from ray.tune import ExperimentAnalysis
+
+    from orchestrator.search import fail_lost_trials, sweep_study_name
+
+    known = {t.trial_id for t in ExperimentAnalysis(str(paths.tune)).trials}
+    reason = "started after Tune's last experiment-state save before the driver stopped; run again as a new trial"
+    numbers = fail_lost_trials(paths.optuna_url(cfg), sweep_study_name(cfg.name), known, reason)
+    run_ids = tracking.drop_lost_children(runs, known, reason)
+    if numbers or run_ids:
+        log(f"resume: {len(run_ids)} trial(s) started after Tune's last state save are run anew: Optuna trials "
+            f"{numbers} marked FAIL, MLflow runs {run_ids} deleted (tag {tracking.TAG_LOST})")
+
+
 def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, runs: tracking.SweepRuns, resume: bool):
     from ray import tune
 
-    from orchestrator.search import make_searcher
+    from orchestrator.search import make_searcher, sweep_study_name
 
     # Objectives arrive with the trial's evaluation (its last report, or every `eval.every` epochs); per-epoch
     # training reports do not carry them, which Tune's strict check would reject. The searcher itself reads only
@@ -282,7 +300,7 @@ def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, runs: tracking.
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=make_searcher(checked.space, checked.num_layers, objectives, cfg.search, checked.num_trials,
-                                     study_name=f"clreg-sweep:{cfg.name}", storage_url=paths.optuna_url(cfg)),
+                                     study_name=sweep_study_name(cfg.name), storage_url=paths.optuna_url(cfg)),
             scheduler=scheduler,
             num_samples=checked.num_trials,
             max_concurrent_trials=cfg.search.max_concurrent,

@@ -54,6 +54,7 @@ TAG_SWEEP = "clreg.sweep"
 TAG_ROLE = "clreg.role"
 TAG_TRIAL = "clreg.trial_id"
 TAG_FAILURE = "clreg.failure_reason"
+TAG_LOST = "clreg.lost"
 TAG_PARETO = "pareto"
 FAILURE_REASON_CHARS = 500
 
@@ -236,6 +237,27 @@ def close_zombies(runs: SweepRuns) -> list[str]:
     for run in zombies:
         finish_child(runs, run.info.run_id, "KILLED", "the sweep driver stopped while the trial was running")
     return [run.info.run_id for run in zombies]
+
+
+def drop_lost_children(runs: SweepRuns, known_trial_ids: set[str], reason: str) -> list[str]:
+    """Delete the children of trials that the resumed Tune experiment does not know, and return their run ids.
+
+    Tune saves its experiment state every few seconds; a trial started after the last save is gone when a killed
+    driver's sweep is restored, and Tune samples a new trial in its place. The old trial's child would be counted
+    beside its replacement, so it is ended KILLED, tagged `clreg.lost` with `reason`, and moved to MLflow's
+    trash (`mlflow gc` purges it; the dashboard shows it under "Deleted"). A child that already FINISHED or FAILED
+    (a trial that started and ended between two saves) is a real result and stays, as its Optuna trial does.
+    """
+    client = MlflowClient(runs.tracking_uri)
+    lost = [r for r in _search(client, runs.experiment_id, _child_filter(runs))
+            if r.data.tags.get(TAG_TRIAL) not in known_trial_ids and r.info.status in ("RUNNING", "KILLED")]
+    for run in lost:
+        run_id = run.info.run_id
+        _batches(client, run_id, tags=[RunTag(TAG_LOST, reason[:FAILURE_REASON_CHARS])])
+        if run.info.status == "RUNNING":
+            finish_child(runs, run_id, "KILLED", reason)
+        _retry(f"delete run {run_id}", client.tracking_uri, lambda run_id=run_id: client.delete_run(run_id))
+    return [r.info.run_id for r in lost]
 
 
 def close_sweep(runs: SweepRuns, status: Status = "FINISHED") -> None:

@@ -13,6 +13,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from orchestrator.search import sweep_study_name
+
 
 @dataclass
 class SweepEnv:
@@ -53,25 +55,29 @@ class SweepEnv:
         path.write_text(yaml.safe_dump(sweep))
         return path
 
-    def spawn_sweep(self, path: Path) -> subprocess.Popen:
-        """`clreg-sweep sweep FILE` as its own process (the driver a test interrupts or kills), output discarded."""
+    def spawn_sweep(self, path: Path, **env: str) -> subprocess.Popen:
+        """`clreg-sweep sweep FILE` as its own process (the driver a test interrupts or kills), output discarded;
+        `env` adds environment variables."""
         return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "sweep", str(path)], cwd=self.root,
-                                env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=subprocess.DEVNULL,
+                                env=dict(os.environ, PYTHONUNBUFFERED="1", **env), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
 
-    def runs(self, name: str, tracking_uri: str | None = None) -> tuple[list, list]:
-        """(parent runs, child runs) of the sweep's experiment."""
+    def runs(self, name: str, tracking_uri: str | None = None, deleted: bool = False) -> tuple[list, list]:
+        """(parent runs, child runs) of the sweep's experiment: the active ones, or those in MLflow's trash."""
+        from mlflow.entities import ViewType
+
         client = MlflowClient(tracking_uri or self.tracking_uri)
         exp = client.get_experiment_by_name(name)
         if exp is None:
             return [], []
-        runs = client.search_runs([exp.experiment_id], max_results=1000)
+        view = ViewType.DELETED_ONLY if deleted else ViewType.ACTIVE_ONLY
+        runs = client.search_runs([exp.experiment_id], max_results=1000, run_view_type=view)
         parents = [r for r in runs if r.data.tags.get("clreg.role") == "parent"]
         children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
         return parents, children
 
     def study(self, name: str) -> optuna.Study:
-        return optuna.load_study(study_name=f"clreg-sweep:{name}",
+        return optuna.load_study(study_name=sweep_study_name(name),
                                  storage=f"sqlite:///{self.sweep_dir(name) / 'optuna.db'}")
 
     def tune_trials(self, name: str) -> list[tuple[str, int]]:

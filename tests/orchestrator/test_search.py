@@ -77,3 +77,23 @@ def test_a_restored_searcher_does_not_tell_a_finished_trial_twice(tmp_path):
     restored.on_trial_complete("t1", {TRIAL_COMPLETE: 1, "forget_quality": 0.9, "model_utility": 0.1})
     (trial,) = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/s.db").trials
     assert trial.state == State.COMPLETE and trial.values == [0.3, 0.6]
+
+
+def test_lost_trials_are_failed_and_known_ones_left_running(tmp_path):
+    """A resume fails the RUNNING Optuna trials whose Tune trial the restored experiment does not know; the
+    searcher names each Optuna trial's Tune trial, so the ones Tune will run again are left alone."""
+    from orchestrator.search import ATTR_LOST, ATTR_TUNE_TRIAL, fail_lost_trials, make_searcher
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    searcher = make_searcher(load_preset("clreg-default"), 8, [("forget_quality", "max"), ("model_utility", "max")],
+                             SearchConfig(sampler="random"), 3, study_name="s", storage_url=url)
+    for trial_id in ("done", "pending", "lost"):
+        assert searcher.suggest(trial_id)
+    searcher.on_trial_complete("done", {TRIAL_COMPLETE: 1, "forget_quality": 0.3, "model_utility": 0.6})
+    optuna.load_study(study_name="s", storage=url).ask()  # asked, never named: lost as well
+
+    assert fail_lost_trials(url, "s", {"done", "pending"}, "why") == [2, 3]
+    trials = optuna.load_study(study_name="s", storage=url).trials
+    assert [t.state for t in trials] == [State.COMPLETE, State.RUNNING, State.FAIL, State.FAIL]
+    assert [t.user_attrs.get(ATTR_TUNE_TRIAL) for t in trials] == ["done", "pending", "lost", None]
+    assert [t.user_attrs.get(ATTR_LOST) for t in trials] == [None, None, "why", "why"]

@@ -26,6 +26,7 @@ from orchestrator.tracking import (
     close_sweep,
     close_zombies,
     default_tracking_uri,
+    drop_lost_children,
     finish_child,
     log_metrics,
     open_sweep,
@@ -240,6 +241,22 @@ def test_close_zombies_kills_running_children_and_resume_revives(runs: SweepRuns
     close_sweep(runs, "FINISHED")
     assert client.get_run(running[0]).info.status == "KILLED"
     assert client.get_run(runs.parent_run_id).info.status == "FINISHED"
+
+
+def test_drop_lost_children_retires_only_trials_unknown_to_tune(runs: SweepRuns) -> None:
+    known = child_run(runs, "known", {}, {})
+    finish_child(runs, known, "FINISHED", None)
+    lost = child_run(runs, "lost", {}, {})  # started after Tune's last state save, still RUNNING
+    ended = child_run(runs, "ended", {}, {})  # started and ended between two saves: a result, kept
+    finish_child(runs, ended, "FINISHED", None)
+
+    assert drop_lost_children(runs, {"known", "pending-not-started"}, "why") == [lost]
+    client = MlflowClient(runs.tracking_uri)
+    gone = client.get_run(lost)
+    assert gone.info.lifecycle_stage == "deleted" and gone.info.status == "KILLED"
+    assert gone.data.tags["clreg.lost"] == "why"
+    assert sorted(c.info.run_id for c in _children(runs)) == sorted([known, ended])
+    assert drop_lost_children(runs, {"known"}, "why") == []
 
 
 def test_check_tracking_accepts_a_writable_store(uri: str) -> None:
