@@ -135,12 +135,22 @@ def cmd_resume(args) -> int:
 
 
 def cmd_report(args) -> int:
-    """Pareto table, hypervolume, best trial per objective and ablation tables of a sweep."""
-    from orchestrator.report import REPORT_FILE, sweep_report
+    """Tables and plots of a sweep's results in SWEEP_DIR/report/, also logged to its MLflow parent run."""
+    from orchestrator.report import REPORT_DIR, sweep_report
 
-    print(sweep_report(args.sweep_dir))
-    console.print(f"written to {Path(args.sweep_dir) / REPORT_FILE}")
+    report = sweep_report(args.sweep_dir, html=args.html)
+    print(report.markdown)
+    console.print(f"written to {report.directory}: {', '.join(report.files)}; logged to the MLflow parent run "
+                  f"under {REPORT_DIR}/", soft_wrap=True)
     return 0
+
+
+def cmd_ui(args) -> int:
+    """The MLflow dashboard on a sweep: start `mlflow server` on its store (or use its server), print the links."""
+    from orchestrator.dashboard import serve
+
+    return serve(args.sweep_dir, args.host, args.port, out=lambda line: print(line, flush=True),
+                 log=lambda message: console.print(escape(message), soft_wrap=True))
 
 
 def _run_sweep(checked, address: str | None, resume: bool) -> int:
@@ -155,8 +165,7 @@ def _run_sweep(checked, address: str | None, resume: bool) -> int:
                   f"{time.perf_counter() - started:.0f} s; results in "
                   f"{outcome.paths.root}", soft_wrap=True)
     console.print("Browse the trials and the Pareto front (parent run, artifacts pareto/) in the MLflow dashboard:\n"
-                  f"  mlflow ui --backend-store-uri {outcome.tracking_uri} --host 127.0.0.1 --port 5000",
-                  soft_wrap=True)
+                  f"  clreg-sweep ui {outcome.paths.root}", soft_wrap=True)
     if outcome.interrupted:
         console.print(f"interrupted: `clreg-sweep resume {outcome.paths.root}` continues it", soft_wrap=True)
         return EXIT_INTERRUPTED
@@ -253,9 +262,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--address")
     sp.set_defaults(func=cmd_resume)
 
-    sp = sub.add_parser("report", help="tables of a sweep's results (also written to SWEEP_DIR/report.md)")
+    sp = sub.add_parser("report", help="tables and plots of a sweep's results in SWEEP_DIR/report/ "
+                                       "(report.md + PNGs), also logged to the MLflow parent run")
     sp.add_argument("sweep_dir")
+    sp.add_argument("--html", action="store_true",
+                    help="also write report.html: one self-contained page, plots embedded")
     sp.set_defaults(func=cmd_report)
+
+    sp = sub.add_parser("ui", help="the MLflow dashboard on a sweep's results: starts `mlflow server` on its "
+                                   "store and prints the links to its experiment, parent run and Pareto front")
+    sp.add_argument("sweep_dir", nargs="?", help="sweep directory (default: the MLflow store of this directory)")
+    sp.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, this machine "
+                                                        "only)")
+    sp.add_argument("--port", type=int, default=5000, help="port to listen on (default: 5000)")
+    sp.set_defaults(func=cmd_ui)
 
     sp = sub.add_parser("prepare", help="fine-tune and cache the target and oracle models")
     with_config(sp)

@@ -59,6 +59,7 @@ def pareto_figure(
     labels: Sequence[str],
     objective_names: Sequence[str],
     maximize: Sequence[bool],
+    label_all: bool = False,
 ) -> Figure:
     """Scatter of all trials with the front highlighted, joined and labelled; rendered with Agg (no display).
 
@@ -68,6 +69,8 @@ def pareto_figure(
         labels: one per trial; front members are annotated with theirs.
         objective_names: one per objective, for the axes.
         maximize: per objective, True when higher is better (shown on the axes, orients the staircase).
+        label_all: annotate every trial, the others in grey: the sweep report, read once the sweep is over, names
+            each point; the MLflow front picture, refreshed after every trial, names the front only.
     """
     xs, ys, x_name, y_name = _plane(points, objective_names, maximize)
     fig = Figure(figsize=(8, 6), dpi=110)
@@ -80,18 +83,21 @@ def pareto_figure(
         if len(objective_names) == 2:
             sx, sy = zip(*_staircase(fx, fy, maximize[0]))
             ax.plot(sx, sy, color=FRONT, linewidth=1.2, zorder=1)
-        middle = (min(xs) + max(xs)) / 2
-        for n, i in enumerate(sorted(front_idx, key=lambda i: xs[i])):  # inwards; neighbours above, then below
-            right = xs[i] <= middle
-            offset = (6 if right else -6, 6 if n % 2 == 0 else -12)
-            ax.annotate(
-                labels[i],
-                (xs[i], ys[i]),
-                xytext=offset,
-                textcoords="offset points",
-                ha="left" if right else "right",
-                fontsize=7,
-            )
+    named = range(len(xs)) if label_all else front_idx
+    on_front = set(front_idx)
+    middle = (min(xs) + max(xs)) / 2 if xs else 0.0
+    for n, i in enumerate(sorted(named, key=lambda i: xs[i])):  # inwards; neighbours above, then below
+        right = xs[i] <= middle
+        offset = (6 if right else -6, 6 if n % 2 == 0 else -12)
+        ax.annotate(
+            labels[i],
+            (xs[i], ys[i]),
+            xytext=offset,
+            textcoords="offset points",
+            ha="left" if right else "right",
+            fontsize=7 if i in on_front else 6,
+            color="black" if i in on_front else "#707070",
+        )
     ax.set_xlabel(x_name)
     ax.set_ylabel(y_name)
     ax.set_title(_title(objective_names))

@@ -1,32 +1,127 @@
-"""`clreg-sweep report SWEEP_DIR`: the sweep's results as tables, read back from MLflow.
+"""`clreg-sweep report SWEEP_DIR`: the sweep's results as tables and plots, read back from MLflow and the trials.
 
-The child runs are the source of truth (they survive resumes and hold every trial's params and final metrics);
-this module only reads them and computes summaries with the same Pareto functions the driver uses.
+The child runs are the source of truth for every trial's params and final metrics (they survive resumes); the
+per-layer entanglement profiles, too large for MLflow metrics, come from the trials' evaluation files under
+`SWEEP_DIR/trials`. This module reads both, computes summaries with the same Pareto functions the driver uses,
+decides which plots have something to show (and says in the report why the others are not drawn), and assembles
+the report; `report_plots` draws the figures and `report_document` renders Markdown and HTML.
+
+Output: `SWEEP_DIR/report/` with `report.md` (image links relative to it), the PNGs, and with `html=True` a
+self-contained `report.html`; the same files go to the sweep's MLflow parent run under `report/`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import statistics
-from dataclasses import dataclass
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from matplotlib.figure import Figure
+
+from orchestrator import tracking
 from orchestrator.pareto import hypervolume, pareto_front
-from orchestrator.sweep import load_sweep_dir, resolve_space, sweep_paths
-from orchestrator.tracking import default_reference
-from search_spaces.space import is_grid
+from orchestrator.pareto_artifacts import pareto_figure, trial_label
+from orchestrator.report_document import Block, Bullets, Heading, Image, Paragraph, Table, to_html, to_markdown
+from orchestrator.report_plots import (
+    ENTANGLEMENT_MEASURES,
+    CurvePanel,
+    HeatmapPanel,
+    Level,
+    Profile,
+    Series,
+    Stat,
+    entanglement_figure,
+    heatmap_figure,
+    mean_std,
+    png_bytes,
+    tau_curves_figure,
+)
+from orchestrator.sweep import STATE_FILE, SweepError, load_sweep_dir, resolve_space
+from search_spaces.space import CLREG_SWITCH, SEED_PATH, SearchSpace, is_grid
 
+REPORT_DIR = "report"
 REPORT_FILE = "report.md"
+HTML_FILE = "report.html"
+PARETO_PNG = "pareto.png"
+TAU_PNG = "tau_curves.png"
+HEATMAP_PNG = "layer_tau_heatmap.png"
+ENTANGLEMENT_PNG = "entanglement.png"
+
+# Grid parameters that are axes or groups of the ablation plots in their own right (or are averaged over).
+_AXES = {SEED_PATH, "method.name", CLREG_SWITCH, "clreg.layer", "clreg.tau"}
+# Tags `sweep.describe_trial` sets from a trial's full config, for settings the space does not search.
+_TAGGED = {"method.name": "method", "clreg.layer": "layer"}
 
 
 @dataclass
 class TrialRow:
-    """One finished trial: its id, parameters (as logged) and final metrics."""
+    """One finished trial: its id, parameters and tags (as logged, strings) and final metrics."""
 
     trial_id: str
     params: dict[str, str]
     metrics: dict[str, float]
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """Where a trial sits in the ablation, from its full config: what it searched, else what the base fixed.
+
+    `others` are the space's remaining grid parameters (name, value), e.g. `clreg.lambda` in a custom grid;
+    `seeds` tells trials that differ only by seed apart.
+    """
+
+    method: str
+    clreg: bool
+    layer: str
+    tau: float | None
+    others: tuple[tuple[str, str], ...]
+    seeds: str
+
+
+@dataclass(frozen=True)
+class ParetoPlot:
+    """The arguments of `pareto_figure` for the report's Pareto plot."""
+
+    points: list[list[float]]
+    front: list[int]
+    labels: list[str]
+    names: list[str]
+    maximize: list[bool]
+
+
+@dataclass(frozen=True)
+class EntanglementPlot:
+    """The best CLReg trial's profile and its base method's without CLReg, and the 0-based CLReg layer."""
+
+    trial_id: str
+    baseline_id: str
+    profiles: tuple[Profile, Profile]
+    target_layer: int | None
+
+
+@dataclass
+class SweepReport:
+    """What `sweep_report` wrote.
+
+    `plots` maps each PNG's file name to the numbers its plot function received (`ParetoPlot`, a tuple of
+    `CurvePanel` or `HeatmapPanel`, `EntanglementPlot`); `skipped` maps each plot not drawn to the reason, which the
+    report states too.
+    """
+
+    markdown: str
+    directory: Path
+    plots: dict[str, Any]
+    skipped: dict[str, str]
+    files: list[str]
 
 
 def finished_trials(tracking_uri: str, parent_run_id: str) -> list[TrialRow]:
@@ -41,50 +136,393 @@ def finished_trials(tracking_uri: str, parent_run_id: str) -> list[TrialRow]:
         order_by=["attributes.start_time ASC"],
         max_results=50_000,
     )
-    return [TrialRow(r.data.tags.get("clreg.trial_id", r.info.run_name), dict(r.data.params), dict(r.data.metrics))
-            for r in runs]
+    return [TrialRow(r.data.tags.get(tracking.TAG_TRIAL, r.info.run_name), dict(r.data.params),
+                     dict(r.data.metrics), dict(r.data.tags)) for r in runs]
 
 
-def sweep_report(sweep_dir: str | Path) -> str:
-    """The Markdown report of the sweep in `sweep_dir`; also written to `sweep_dir/report.md`."""
-    cfg = load_sweep_dir(sweep_dir)
-    state = json.loads((sweep_paths(cfg).state_file).read_text())
+def sweep_report(sweep_dir: str | Path, html: bool = False) -> SweepReport:
+    """Write the report of the sweep in `sweep_dir` to `sweep_dir/report/` and log it to the MLflow parent run.
+
+    The directory is built beside the old one and swapped in whole, so a crash leaves the previous report (or
+    none), never a half-written one, and plots that no longer apply do not linger.
+
+    Args:
+        sweep_dir: a sweep directory (holds `sweep.yaml` and `sweep_state.json`).
+        html: also write `report.html`, one self-contained page with the plots embedded.
+
+    Raises:
+        SweepError: when `sweep_dir` is not a sweep directory or the sweep never started.
+        TrackingError: when MLflow cannot be read or refuses the artifacts after its retries.
+    """
+    root = Path(sweep_dir).resolve()
+    cfg = load_sweep_dir(root)
+    state_file = root / STATE_FILE
+    if not state_file.is_file():
+        raise SweepError(f"{root} has no {STATE_FILE}: the sweep never reached MLflow, so there is nothing to report")
+    state = json.loads(state_file.read_text())
     rows = finished_trials(state["tracking_uri"], state["parent_run_id"])
-    objectives = cfg.objective_modes
-    names = [m for m, _ in objectives]
-    maximize = tuple(mode == "max" for _, mode in objectives)
+    space = resolve_space(cfg)
+    grid_params = [p for p, spec in space.params.items() if is_grid(spec) and p != SEED_PATH]
+    base = cfg.base.model_dump(mode="json", by_alias=True)
+    settings = {r.trial_id: _setting(r, base, [p for p in grid_params if p not in _AXES]) for r in rows}
+    sweep = _Sweep(rows, cfg.objective_modes, space, settings,
+                   {r.trial_id: trial_label(_label_params(r, settings[r.trial_id], base), r.trial_id) for r in rows})
+    out = _Draft([Heading(f"Sweep `{cfg.name}`", 1)])
+
+    front = _pareto_section(sweep, out)
+    _tables(sweep, front, grid_params, out)
+    ablation = _ablation_plots(sweep)
+    for name, why in ablation.skipped.items():
+        out.skip(name, why)
+    if TAU_PNG in ablation.plots:
+        panels = ablation.plots[TAU_PNG]
+        out.image(TAU_PNG, panels, tau_curves_figure(panels), "objectives vs tau",
+                  "Mean ± std over seeds at each τ, one line per group of CLReg trials; dashed: the same method "
+                  "without CLReg (no τ), its ± std shaded.")
+    if HEATMAP_PNG in ablation.plots:
+        panels = ablation.plots[HEATMAP_PNG]
+        out.image(HEATMAP_PNG, panels, heatmap_figure(panels, columns=len(sweep.objectives)), "layer x tau heatmap",
+                  "Each cell: mean ± std over seeds of the CLReg trials at that layer and τ; brighter is better.")
+    entangled = _entanglement_plot(root / "trials", sweep)
+    if isinstance(entangled, str):
+        out.skip("entanglement per layer", entangled)
+    else:
+        plot, text = entangled
+        out.blocks += [Heading("Entanglement per layer"), Paragraph(text)]
+        out.image(ENTANGLEMENT_PNG, plot, entanglement_figure(plot.profiles, plot.target_layer), "entanglement")
+    if out.skipped:
+        out.blocks += [Heading("Plots not drawn"), Bullets([f"{plot}: {why}" for plot, why in out.skipped.items()])]
+
+    markdown = to_markdown(out.blocks)
+    files = {REPORT_FILE: markdown.encode("utf-8"), **out.images}
+    if html:
+        files[HTML_FILE] = to_html(out.blocks, f"Sweep {cfg.name}", out.images).encode("utf-8")
+    directory = _publish(root / REPORT_DIR, files)
+    runs = tracking.SweepRuns(state["tracking_uri"], state["experiment_id"], state["parent_run_id"])
+    tracking.log_artifacts(runs, directory, REPORT_DIR)
+    return SweepReport(markdown, directory, out.plots, out.skipped, sorted(files))
+
+
+@dataclass(frozen=True)
+class _Sweep:
+    """What every section reads: the finished trials, the objectives, the space, each trial's setting and label."""
+
+    rows: list[TrialRow]
+    objectives: list[tuple[str, str]]
+    space: SearchSpace
+    settings: dict[str, Setting]
+    labels: dict[str, str]
+
+    @property
+    def names(self) -> list[str]:
+        return [m for m, _ in self.objectives]
+
+
+@dataclass
+class _Draft:
+    """The report being assembled: blocks in order, each drawn plot's data and PNG, each skipped plot's reason."""
+
+    blocks: list[Block]
+    plots: dict[str, Any] = field(default_factory=dict)
+    images: dict[str, bytes] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def image(self, name: str, data: Any, figure: Figure, alt: str, caption: str | None = None) -> None:
+        self.plots[name] = data
+        self.images[name] = png_bytes(figure)
+        self.blocks.append(Image(name, alt))
+        if caption:
+            self.blocks.append(Paragraph(caption))
+
+    def skip(self, plot: str, why: str) -> None:
+        self.skipped[plot] = why
+
+
+def _pareto_section(sweep: _Sweep, out: _Draft) -> set[str]:
+    """The summary line and the Pareto plot; returns the ids of the trials on the front."""
+    names, maximize = sweep.names, [mode == "max" for _, mode in sweep.objectives]
     # As on the MLflow parent run: only trials that report every objective take part in the front.
-    scored = [r for r in rows if all(_finite(r.metrics.get(m)) for m in names)]
+    scored = [r for r in sweep.rows if all(_finite(r.metrics.get(m)) for m in names)]
     points = [[r.metrics[m] for m in names] for r in scored]
     front_idx = pareto_front(points, maximize=maximize)
-    front = {scored[i].trial_id for i in front_idx}
-    reference = default_reference(points, maximize)
+    reference = tracking.default_reference(points, maximize)
     hv = hypervolume([points[i] for i in front_idx], reference, maximize=maximize) if front_idx else 0.0
-    searched = list(resolve_space(cfg).params)
+    out.blocks.append(Paragraph(
+        f"{len(sweep.rows)} finished trials; objectives: {', '.join(f'{m} ({mode})' for m, mode in sweep.objectives)}; "
+        f"Pareto front: {len(front_idx)} trials; hypervolume {hv:.4g} (reference {reference})."))
+    if not scored:
+        out.skip("Pareto plot", f"no finished trial reports every objective ({', '.join(names)})")
+        return set()
+    plot = ParetoPlot(points, front_idx, [sweep.labels[r.trial_id] for r in scored], names, maximize)
+    unplotted = len(sweep.rows) - len(scored)
+    out.blocks.append(Heading("Pareto front"))
+    out.image(PARETO_PNG, plot, pareto_figure(points, front_idx, plot.labels, names, maximize, label_all=True),
+              "Pareto front", f"Every finished trial that reports all objectives ({len(scored)}), the front in red."
+              + (f" {unplotted} trial(s) missing an objective are not shown." if unplotted else ""))
+    return {scored[i].trial_id for i in front_idx}
 
-    lines = [f"# Sweep `{cfg.name}`", "",
-             f"{len(rows)} finished trials; objectives: {', '.join(f'{m} ({mode})' for m, mode in objectives)}; "
-             f"Pareto front: {len(front)} trials; hypervolume {hv:.4g} (reference {reference}).", ""]
-    lines += ["## Trials (* = on the Pareto front)", ""]
-    lines += _table(["", "trial", *names, *searched],
-                    [["*" if r.trial_id in front else "", r.trial_id, *(_with_spread(r.metrics, m) for m in names),
-                      *(_param(r.params.get(p, "")) for p in searched)] for r in rows])
-    lines += ["", "## Best trial per objective", ""]
+
+def _tables(sweep: _Sweep, front: set[str], grid_params: list[str], out: _Draft) -> None:
+    """Every trial, the best per objective and, for grid parameters, the ablation table (mean ± std over seeds)."""
+    names, searched = sweep.names, list(sweep.space.params)
+    out.blocks += [Heading("Trials (* = on the Pareto front)"),
+                   Table(["", "trial", *names, *searched],
+                         [["*" if r.trial_id in front else "", r.trial_id, *(_with_spread(r.metrics, m) for m in names),
+                           *(_param(r.params.get(p, "")) for p in searched)] for r in sweep.rows])]
     best_rows = []
-    for m, mode in objectives:
-        scored = [r for r in rows if _finite(r.metrics.get(m))]
-        if scored:
-            best = (max if mode == "max" else min)(scored, key=lambda r: r.metrics[m])
+    for m, mode in sweep.objectives:
+        candidates = [r for r in sweep.rows if _finite(r.metrics.get(m))]
+        if candidates:
+            best = (max if mode == "max" else min)(candidates, key=lambda r: r.metrics[m])
             best_rows.append([m, best.trial_id, _num(best.metrics[m]),
                               ", ".join(f"{p}={_param(best.params.get(p, ''))}" for p in searched)])
-    lines += _table(["objective", "trial", "value", "params"], best_rows)
-    grid_params = [p for p, spec in resolve_space(cfg).params.items() if is_grid(spec) and p != "train.seed"]
+    out.blocks += [Heading("Best trial per objective"), Table(["objective", "trial", "value", "params"], best_rows)]
     if grid_params:
-        lines += ["", f"## Ablation over {', '.join(grid_params)} (mean ± std over seeds)", ""]
-        lines += _table([*grid_params, "n", *names], _ablation(rows, grid_params, names))
-    text = "\n".join(lines) + "\n"
-    (Path(sweep_dir) / REPORT_FILE).write_text(text)
-    return text
+        out.blocks += [Heading(f"Ablation over {', '.join(grid_params)} (mean ± std over seeds)"),
+                       Table([*grid_params, "n", *names], _ablation(sweep.rows, grid_params, names))]
+
+
+@dataclass
+class _Ablation:
+    plots: dict[str, Any] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def _ablation_plots(sweep: _Sweep) -> _Ablation:
+    """The metric-vs-tau panels and the layer x tau heatmaps of a grid sweep, or why each is not drawn."""
+    out = _Ablation()
+    settings = sweep.settings
+    sampled = [name for name, spec in sweep.space.params.items() if not is_grid(spec)]
+    if sampled:
+        why = (f"the space samples {', '.join(sampled)} instead of enumerating a grid, so no setting is repeated "
+               "over seeds to average (the Pareto plot shows every trial; the tau-ablation and layer-ablation "
+               "presets are grids)")
+        out.skipped = {"metric vs tau": why, "layer x tau heatmap": why}
+        return out
+    on = [r for r in sweep.rows if settings[r.trial_id].clreg]
+    off = [r for r in sweep.rows if not settings[r.trial_id].clreg]
+    if not on:
+        why = "no finished trial uses CLReg, so there is no tau or CLReg layer"
+        out.skipped = {"metric vs tau": why, "layer x tau heatmap": why}
+        return out
+    taus = sorted({settings[r.trial_id].tau for r in on})
+    layers = sorted({settings[r.trial_id].layer for r in on}, key=_layer_order)
+    if len(taus) > 1:
+        out.plots[TAU_PNG] = _tau_panels(on, off, sweep)
+    else:
+        out.skipped["metric vs tau"] = (f"tau is {taus[0]:.3g} in every CLReg trial (not a grid parameter of this "
+                                        "space; the tau-ablation preset varies it)")
+    if len(taus) * len(layers) > 1:
+        out.plots[HEATMAP_PNG] = _heatmap_panels(on, sweep)
+    else:
+        out.skipped["layer x tau heatmap"] = (f"every CLReg trial has layer {layers[0]} and tau {taus[0]:.3g}: a "
+                                              "single cell, whose values are in the ablation table")
+    return out
+
+
+def _tau_panels(on: list[TrialRow], off: list[TrialRow], sweep: _Sweep) -> tuple[CurvePanel, ...]:
+    """Per objective: one series per (method, layer, other grid values) over tau; CLReg-off groups as levels."""
+    lines = _groups(on, lambda s: (s.method, s.layer, s.others), sweep.settings)
+    levels = _groups(off, lambda s: (s.method, s.others), sweep.settings)
+    panels = []
+    for metric, mode in sweep.objectives:
+        series = []
+        for (method, layer, others), members in lines.items():
+            by_tau = _groups(members, lambda s: s.tau, sweep.settings)
+            xs = sorted(by_tau)
+            series.append(Series(_describe(f"{method} + CLReg {layer}", others), tuple(xs),
+                                 tuple(_stat(by_tau[x], metric) for x in xs)))
+        flat = [Level(_describe(f"{method} without CLReg", others), _stat(members, metric))
+                for (method, others), members in levels.items()]
+        panels.append(CurvePanel(f"{metric} ({mode})", tuple(series), tuple(flat)))
+    return tuple(panels)
+
+
+def _heatmap_panels(on: list[TrialRow], sweep: _Sweep) -> tuple[HeatmapPanel, ...]:
+    """Per (method, other grid values) group, one layer x tau panel per objective (row-major)."""
+    panels = []
+    for (method, others), members in _groups(on, lambda s: (s.method, s.others), sweep.settings).items():
+        cells = _groups(members, lambda s: (s.layer, s.tau), sweep.settings)
+        layers = tuple(sorted({layer for layer, _ in cells}, key=_layer_order, reverse=True))  # top layer first
+        taus = tuple(sorted({tau for _, tau in cells}))
+        for metric, mode in sweep.objectives:
+            panels.append(HeatmapPanel(_describe(f"{metric} ({mode}): {method} + CLReg", others), layers, taus,
+                                       {key: _stat(trials, metric) for key, trials in cells.items()},
+                                       mode == "max"))
+    return tuple(panels)
+
+
+def _entanglement_plot(trials_dir: Path, sweep: _Sweep) -> tuple[EntanglementPlot, str] | str:
+    """The best CLReg trial (first objective) against its base method without CLReg, with the report's caption;
+    or the sentence saying what is missing and how to get it.
+
+    The best trial is taken among CLReg trials, since the plot asks what CLReg changed. The baseline is a finished
+    trial of the same method with CLReg off, preferably with the same seed(s) so that only CLReg differs.
+    """
+    metric, mode = sweep.objectives[0]
+    rows, settings, label = sweep.rows, sweep.settings, sweep.labels
+    clreg = [r for r in rows if settings[r.trial_id].clreg and _finite(r.metrics.get(metric))]
+    if not clreg:
+        return f"no finished CLReg trial reports {metric}, so there is no best CLReg trial to profile"
+    best = (max if mode == "max" else min)(clreg, key=lambda r: r.metrics[metric])
+    chosen = settings[best.trial_id]
+    best_profiles = _read_profiles(trials_dir / best.trial_id)
+    candidates = [r for r in rows if not settings[r.trial_id].clreg and settings[r.trial_id].method == chosen.method]
+    with_profile = [(r, p) for r in candidates if (p := _read_profiles(trials_dir / r.trial_id))]
+    missing = []
+    if not best_profiles:
+        missing.append(f"the best CLReg trial on {metric}, `{best.trial_id}`, has no per-layer entanglement under "
+                       f"{trials_dir / best.trial_id} (it was evaluated with `eval.layer_profile: false`, or its "
+                       "evaluation files are gone): set `base.eval.layer_profile: true` (the default) in the sweep "
+                       "file and run the sweep again")
+    if not candidates:
+        missing.append(f"no finished {chosen.method} trial without CLReg in this sweep to compare with: run the "
+                       "method-compare preset, or add `clreg.enabled: {type: grid, values: [true, false]}` to the "
+                       "space")
+    elif not with_profile:
+        missing.append(f"the {chosen.method} trials without CLReg ({', '.join(r.trial_id for r in candidates)}) have "
+                       "no per-layer entanglement: set `base.eval.layer_profile: true` and run them again")
+    if missing:
+        return "; ".join(missing)
+    same_seeds = [(r, p) for r, p in with_profile if settings[r.trial_id].seeds == chosen.seeds]
+    baseline, baseline_profiles = (same_seeds or with_profile)[0]
+    profiles = (_profile(f"{label[best.trial_id]} (trial {best.trial_id})", best_profiles),
+                _profile(f"{label[baseline.trial_id]} (trial {baseline.trial_id})", baseline_profiles))
+    plot = EntanglementPlot(best.trial_id, baseline.trial_id, profiles,
+                            _layer_index(chosen.layer, max(profiles[0].layers) + 1))
+    seeds = ("the same seed(s)" if same_seeds else
+             f"seed(s) {settings[baseline.trial_id].seeds} (no {chosen.method} trial without CLReg has seed(s) "
+             f"{chosen.seeds})")
+    text = (f"Best CLReg trial on {metric} ({mode}): `{best.trial_id}` ({label[best.trial_id]}, {metric} = "
+            f"{best.metrics[metric]:.4g}), against `{baseline.trial_id}` ({label[baseline.trial_id]}), the same "
+            f"method without CLReg with {seeds}. Variance entanglement: lower = forget and retain less entangled; "
+            "MK-MMD² and W2²: higher = more separated. The dotted line marks the CLReg layer"
+            + (", error bars the std over the trial's seeds." if len(best_profiles) > 1 else "."))
+    if any(not math.isfinite(s.mean) for p in profiles for stats in p.measures.values() for s in stats):
+        text += " Gaps are non-finite values (variance entanglement is infinite where the two means coincide)."
+    return plot, text
+
+
+def _read_profiles(trial_dir: Path) -> list[list[dict]]:
+    """The trial's `entanglement_profile`s: its own evaluation, or one per seed (`seed-<s>/`) of a repeated trial."""
+    from trainables.evaluation import load_eval
+    from trainables.metrics.evaluate import AGGREGATES_FILE, PER_ITEM_FILE
+
+    def evaluated(d: Path) -> bool:
+        return (d / AGGREGATES_FILE).is_file() and (d / PER_ITEM_FILE).is_file()
+
+    if evaluated(trial_dir):
+        dirs = [trial_dir]
+    else:
+        seeds = [d for d in trial_dir.glob("seed-*") if d.name[5:].isdigit() and evaluated(d)]
+        dirs = sorted(seeds, key=lambda d: int(d.name[5:]))
+    profiles = [load_eval(d).per_item.get("entanglement_profile") for d in dirs]
+    return [p for p in profiles if p]
+
+
+def _profile(label: str, profiles: list[list[dict]]) -> Profile:
+    """Per-seed profiles averaged layer by layer."""
+    by_layer = [{int(entry["layer"]): entry for entry in profile} for profile in profiles]
+    layers = tuple(sorted({layer for seed in by_layer for layer in seed}))
+    measures = {name: tuple(mean_std([_float(seed[layer].get(name)) for seed in by_layer if layer in seed])
+                            for layer in layers) for name, _ in ENTANGLEMENT_MEASURES}
+    return Profile(label, layers, measures)
+
+
+def _layer_index(layer: str, num_layers: int) -> int | None:
+    """The 0-based decoder layer of a `clreg.layer` value, as training and the metrics resolve it."""
+    from trainables.model.layers import LayerError, resolve_layer
+
+    try:
+        return resolve_layer(int(layer) if layer.isdigit() else layer, num_layers)
+    except LayerError:
+        return None
+
+
+def _setting(row: TrialRow, base: dict, others: list[str]) -> Setting:
+    clreg = row.tags["clreg"] == "on" if "clreg" in row.tags else _value(row, base, CLREG_SWITCH).lower() == "true"
+    tau = _value(row, base, "clreg.tau")
+    return Setting(
+        method=_value(row, base, "method.name"),
+        clreg=clreg,
+        layer=_value(row, base, "clreg.layer") if clreg else "",
+        tau=float(tau) if clreg and tau else None,
+        # A CLReg-off trial has no clreg.* values (the space drops them), and the base's would mean nothing.
+        others=tuple((p, _value(row, base, p)) for p in others if clreg or not p.startswith("clreg.")),
+        seeds=row.tags.get("seeds") or _value(row, base, SEED_PATH),
+    )
+
+
+def _value(row: TrialRow, base: dict, path: str) -> str:
+    """A setting of the trial's full config: its param, else the tag the driver set from the full config, else
+    the sweep's `base` (a value no trial searched, e.g. the layer of the tau ablation)."""
+    if path in row.params:
+        return row.params[path]
+    if row.tags.get(_TAGGED.get(path, "")):
+        return row.tags[_TAGGED[path]]
+    node: Any = base
+    for key in path.split("."):
+        node = node.get(key) if isinstance(node, dict) else None
+    return "" if node is None else str(node)
+
+
+def _label_params(row: TrialRow, setting: Setting, base: dict) -> dict[str, str]:
+    """The params `trial_label` reads, completed from the full config so every point names method, tau, lambda
+    and layer even when the space fixed them."""
+    full = {"method.name": setting.method, CLREG_SWITCH: str(setting.clreg)}
+    if setting.clreg:
+        full |= {"clreg.tau": _value(row, base, "clreg.tau"), "clreg.lambda": _value(row, base, "clreg.lambda"),
+                 "clreg.layer": setting.layer}
+    return {**full, **row.params}
+
+
+def _groups(rows: Iterable[TrialRow], key: Callable[[Setting], Any],
+            settings: dict[str, Setting]) -> dict[Any, list[TrialRow]]:
+    """Rows grouped by a function of their setting, in order of first appearance (the grid's order)."""
+    groups: dict[Any, list[TrialRow]] = {}
+    for r in rows:
+        groups.setdefault(key(settings[r.trial_id]), []).append(r)
+    return groups
+
+
+def _layer_order(layer: str) -> tuple[int, int]:
+    """Sort key of `clreg.layer` values, bottom-up: absolute indices, then last-k from the largest k to last-1."""
+    if layer.isdigit():
+        return (0, int(layer))
+    if layer.startswith("last-") and layer[5:].isdigit():
+        return (1, -int(layer[5:]))
+    return (2, 0)
+
+
+def _stat(rows: Sequence[TrialRow], metric: str) -> Stat:
+    return mean_std([r.metrics.get(metric, math.nan) for r in rows])
+
+
+def _describe(head: str, others: tuple[tuple[str, str], ...]) -> str:
+    return ", ".join([head, *(f"{name}={_param(value)}" for name, value in others)])
+
+
+def _publish(final: Path, files: dict[str, bytes]) -> Path:
+    """Write `files` into a fresh directory beside `final`, then swap it in for the old report in two renames.
+
+    A crash before the swap leaves the old report untouched (and a hidden `.report-*` directory); between the two
+    renames there is no report at all, never a mix of old and new files.
+    """
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    try:
+        os.chmod(staging, 0o755)  # mkdtemp creates 0700; reports are read by other users too
+        for name, data in files.items():
+            (staging / name).write_bytes(data)
+            os.chmod(staging / name, 0o644)
+        old = final.with_name(f".{final.name}-old-{os.getpid()}-{time.time_ns()}")
+        if final.exists():
+            final.rename(old)
+        staging.rename(final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return final
 
 
 def _ablation(rows: list[TrialRow], keys: list[str], metrics: list[str]) -> list[list[str]]:
@@ -102,13 +540,12 @@ def _ablation(rows: list[TrialRow], keys: list[str], metrics: list[str]) -> list
     return out
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |"
-                                                                          for r in rows]
-
-
 def _finite(v) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _float(v) -> float:
+    return float(v) if isinstance(v, (int, float)) else math.nan
 
 
 def _param(text: str) -> str:

@@ -493,12 +493,22 @@ def _log_pareto_artifacts(
         pd.DataFrame(rows).to_json(folder / "front.json", orient="split", index=False, date_format="iso")
         pareto_figure(points, front, labels, names, maximize).savefig(folder / "front.png", bbox_inches="tight")
         (folder / "front.html").write_text(pareto_html(points, front, labels, names, maximize), encoding="utf-8")
-        _retry(
-            f"upload the Pareto artifacts of run {runs.parent_run_id}",
-            runs.tracking_uri,
-            lambda: client.log_artifacts(runs.parent_run_id, tmp, "pareto"),
-        )
+        log_artifacts(runs, tmp, "pareto")
     _register_table(client, runs.parent_run_id, "pareto/front.json")
+
+
+def log_artifacts(runs: SweepRuns, local_dir: str | Path, artifact_path: str) -> None:
+    """Upload the files of `local_dir` to the parent run's `artifact_path`, retrying transient errors.
+
+    Files of the same name are replaced; files already there that `local_dir` lacks are kept (MLflow's client has
+    no delete), so publish a folder's full set of files each time.
+    """
+    client = MlflowClient(runs.tracking_uri)
+    _retry(
+        f"upload {artifact_path}/ to run {runs.parent_run_id}",
+        runs.tracking_uri,
+        lambda: client.log_artifacts(runs.parent_run_id, str(local_dir), artifact_path),
+    )
 
 
 def _register_table(client: MlflowClient, run_id: str, artifact_file: str) -> None:

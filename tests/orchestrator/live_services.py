@@ -1,19 +1,25 @@
-"""Starting and stopping real services for tests: an `mlflow server` on 127.0.0.1, and waiting on conditions."""
+"""Starting and stopping real services for tests: an `mlflow server` and `clreg-sweep ui` on 127.0.0.1, and waiting on
+conditions."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-import requests
+from orchestrator import dashboard
 
 WAIT_S = 600  # generous bound on any wait: a 2-core CI machine is slow, a hang must still end
+_UI_LINK = re.compile(r"^ +(experiment|parent run|Pareto front|dashboard): +(\S+)$", re.MULTILINE)
 
 
 def wait_for(condition, what: str, timeout: float = WAIT_S):
@@ -34,19 +40,40 @@ def free_port() -> int:
 
 
 def start_mlflow_server(db: Path, port: int) -> subprocess.Popen:
-    """`mlflow server` on 127.0.0.1:`port` with a SQLite backend, returned once `/health` answers."""
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{db}",
-                             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    """`mlflow server` on 127.0.0.1:`port` with a SQLite backend, returned once `/health` answers: the server
+    `clreg-sweep ui` starts (its own process group; artifacts logged through it land beside `db`)."""
+    return dashboard.start_mlflow_server(f"sqlite:///{db}", "127.0.0.1", port, timeout=120)
 
-    def healthy() -> bool:
-        try:
-            return requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok
-        except requests.RequestException:
-            return False
 
-    wait_for(healthy, "mlflow server", timeout=120)
-    return proc
+@dataclass
+class UiProcess:
+    """A running `clreg-sweep ui`: the process, and the links it printed (name -> URL)."""
+
+    proc: subprocess.Popen
+    links: dict[str, str]
+
+
+@contextlib.contextmanager
+def ui_process(sweep_dir: Path, port: int, log_dir: Path) -> Iterator[UiProcess]:
+    """`clreg-sweep ui SWEEP_DIR --port PORT` as a subprocess, yielded once it serves; stopped with SIGINT (Ctrl-C,
+    as a user stops it) at the end, so `proc.returncode` is its exit status then. Output kept in `log_dir`."""
+    out, err = log_dir / "ui.stdout", log_dir / "ui.stderr"
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "ui", str(sweep_dir), "--port", str(port)],
+                                stdout=stdout, stderr=stderr)
+    try:
+        wait_for(lambda: "serving until Ctrl-C" in err.read_text() or proc.poll() is not None, "clreg-sweep ui",
+                 timeout=300)
+        assert proc.poll() is None, f"clreg-sweep ui exited with {proc.returncode}:\n{out.read_text()}{err.read_text()}"
+        yield UiProcess(proc, dict(_UI_LINK.findall(out.read_text())))
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def stop_server(server: subprocess.Popen) -> None:

@@ -56,7 +56,7 @@ def test_four_trial_sweep_logs_trials_study_and_pareto_front(sweep_env, monkeypa
 
     report = cli.main(["report", str(sweep_env.sweep_dir("four"))])
     assert report == 0
-    text = (sweep_env.sweep_dir("four") / "report.md").read_text()
+    text = (sweep_env.sweep_dir("four") / "report" / "report.md").read_text()
     assert "Pareto front" in text and text.count("| * |") == len(on_front)
 
 
@@ -80,7 +80,7 @@ def test_repeated_seeds_score_a_point_by_its_mean(sweep_env, monkeypatch):
     trial_dir = next((sweep_env.sweep_dir("repeats") / "trials").iterdir())
     assert sorted(p.name for p in trial_dir.iterdir() if p.name.startswith("seed-")) == ["seed-0", "seed-1"]
     assert cli.main(["report", str(sweep_env.sweep_dir("repeats"))]) == 0
-    report = (sweep_env.sweep_dir("repeats") / "report.md").read_text()
+    report = (sweep_env.sweep_dir("repeats") / "report" / "report.md").read_text()
     assert f"| {m['forget_quality']:.4g} ± {m['forget_quality_std']:.2g} |" in report
 
 
