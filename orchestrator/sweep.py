@@ -304,6 +304,8 @@ def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, runs: tracking.
             scheduler=scheduler,
             num_samples=checked.num_trials,
             max_concurrent_trials=cfg.search.max_concurrent,
+            # A finished trial's actor runs the next one: its process start and imports are paid once per slot.
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name=TUNE_NAME,

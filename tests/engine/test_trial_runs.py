@@ -150,6 +150,11 @@ def test_lora_trial_with_evaluation_every_epoch(prepared, base_cfg):
     assert "forget_prob" in history[0]  # evaluated after epoch 1, not only at the end
     assert (Path(out) / "final_model" / "adapter_config.json").is_file()
     assert json.loads((Path(out) / "eval_aggregates.json").read_text())["forget_prob"] is not None
+    # Rank 0's set-up phases and clocks, from which `fit_to_end` splits the run's fixed cost.
+    outcome = json.loads((Path(out) / "run_outcome.json").read_text())
+    assert outcome["worker_started_at"] < outcome["reported_at"]
+    phases = ["import", "data", "model", "engine", "reference", "restore"]
+    assert all(0 <= outcome[f"setup/{p}_seconds"] < 600 for p in phases)
 
 
 def test_a_rerun_of_the_same_trial_resumes_from_its_newest_checkpoint(prepared, base_cfg):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from pathlib import Path
 
 from trainables.config import TrialConfig
@@ -66,7 +67,9 @@ def fit_to_end(trainer, output_dir: str | Path) -> dict:
     """
     outcome = Path(output_dir) / OUTCOME_FILE
     outcome.unlink(missing_ok=True)  # a previous attempt's outcome must not pass for this one's
+    fit_started = time.time()
     result = trainer.fit()
+    fit_ended = time.time()
     if result.error:
         raise result.error
     if not outcome.is_file():
@@ -74,7 +77,26 @@ def fit_to_end(trainer, output_dir: str | Path) -> dict:
     metrics = json.loads(outcome.read_text())
     if metrics.get(DIVERGED):
         raise NonFiniteLossError(metrics.get(DIVERGENCE_REASON, "the training loss became NaN or inf"))
-    return metrics
+    costs = fixed_costs(metrics, fit_started, fit_ended)  # takes the two clock readings out of `metrics`
+    return {**metrics, **costs}
+
+
+def fixed_costs(final: dict, fit_started: float, fit_ended: float) -> dict[str, float]:
+    """A run's time outside training and evaluation, from the driver's and rank 0's clocks (epoch seconds; on
+    several nodes they differ by the clock skew):
+
+    - `startup_seconds`: `fit()` until rank 0 entered the training function (Ray Train's controller, placement
+      group, worker processes, process group); with a restart after a fault, until the last attempt's entry;
+    - `setup/*_seconds`: rank 0's own set-up phases (see `worker.SetupClock`);
+    - `teardown_seconds`: rank 0's final report until `fit()` returned (worker group shut down);
+    - `run_seconds`: the whole `fit()`.
+    """
+    costs = {"run_seconds": fit_ended - fit_started}
+    if "worker_started_at" in final:
+        costs["startup_seconds"] = final.pop("worker_started_at") - fit_started
+    if "reported_at" in final:
+        costs["teardown_seconds"] = fit_ended - final.pop("reported_at")
+    return costs
 
 
 def _accelerator_env(use_gpu: bool) -> dict[str, str]:

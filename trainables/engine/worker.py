@@ -73,12 +73,33 @@ class TrainData:
     paraphrase: list[Encoded] | None
 
 
+@dataclass
+class SetupClock:
+    """Where a worker's start-up time goes (DeepSpeed import, data, model, engine, reference model, restore).
+
+    Reported with the final metrics as `setup/<phase>_seconds`; the outcome file also gets `worker_started_at`
+    (epoch seconds), so the driver can split a run's fixed cost into Ray Train's start (fit -> worker entry), this
+    set-up, and its end (see `trainer.fixed_costs`).
+    """
+
+    started_at: float = field(default_factory=time.time)
+    seconds: dict[str, float] = field(default_factory=dict)
+    _last: float = field(default_factory=time.perf_counter)
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[f"setup/{phase}_seconds"] = now - self._last
+        self._last = now
+
+
 def train_worker(job_dict: dict) -> None:
     """Ray Train entry point (`train_loop_per_worker`)."""
+    clock = SetupClock()
     import deepspeed
     import ray
     import ray.train
 
+    clock.lap("import")
     job = WorkerJob(**job_dict)
     cfg = TrialConfig.model_validate(job.trial)
     ctx = ray.train.get_context()
@@ -94,15 +115,19 @@ def train_worker(job_dict: dict) -> None:
     epochs = cfg.prepare.epochs if job.task == "finetune" else cfg.train.epochs
     layout = Layout(micro, cfg.train.grad_accum, world)
     steps_per_epoch = layout.steps_per_epoch(len(data.forget))
+    clock.lap("data")
 
     torch.manual_seed(cfg.train.seed)
     model = load_causal_lm(job.model_dir, cfg.model, trainable=True)
     layer = resolve_layer(cfg.clreg.layer, num_layers(model)) if _clreg_on(cfg, job) else None
+    clock.lap("model")
     ds_cfg = deepspeed_config(cfg.train, cfg.model.dtype, world, steps_per_epoch * epochs, lr=lr, micro_batch=micro)
     engine, *_ = deepspeed.initialize(
         model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=ds_cfg
     )
+    clock.lap("engine")
     ref = _reference_model(job, cfg, method, world, device) if method and method.needs_ref else None
+    clock.lap("reference")
 
     is_pdu = method is not None and method.spec.name == "pdu"
     state = {"epoch": 0, "dual_lambda": method.params["alpha"] if is_pdu else None, "history": []}
@@ -111,6 +136,7 @@ def train_worker(job_dict: dict) -> None:
         with checkpoint.as_directory() as ckpt_dir:
             engine.load_checkpoint(ckpt_dir, load_lr_scheduler_states=True)
             state = json.loads((Path(ckpt_dir) / STATE_FILE).read_text())
+    clock.lap("restore")
 
     resumed_from_epoch = state["epoch"]  # > 0 when this attempt continues from a checkpoint after a fault
     pad = tokenizer.pad_token_id
@@ -174,9 +200,9 @@ def train_worker(job_dict: dict) -> None:
     # the training wall time of this attempt (steps, mid-run evaluations, checkpoints) beside `eval_seconds`.
     final = {**(state["history"][-1] if state["history"] else {}), TRIAL_COMPLETE: 1, "epoch": state["epoch"],
              "train_seconds": time.perf_counter() - training_started, "resumed_from_epoch": resumed_from_epoch,
-             "node_id": ray.get_runtime_context().get_node_id()}
+             "node_id": ray.get_runtime_context().get_node_id(), **clock.seconds}
     final.update(_save_and_evaluate(engine, tokenizer, cfg, job, layer, rank, final=True))
-    _report_outcome(final, job, rank)
+    _report_outcome(final, job, rank, worker_started_at=clock.started_at)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -344,14 +370,16 @@ def _report_with_checkpoint(engine, state: dict, metrics: dict, rank: int) -> No
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
-def _report_outcome(metrics: dict, job: WorkerJob, rank: int) -> None:
-    """The run's last report: to Ray (and Tune), and from rank 0 to `OUTCOME_FILE` for the driver to read."""
+def _report_outcome(metrics: dict, job: WorkerJob, rank: int, worker_started_at: float | None = None) -> None:
+    """The run's last report: to Ray (and Tune), and from rank 0 to `OUTCOME_FILE` for the driver to read, with
+    the wall-clock times the driver needs to measure the run's start and end (not metrics: never reported)."""
     import ray.train
 
     if rank == 0:
         out = Path(job.output_dir)
         out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / OUTCOME_FILE, metrics)
+        clocks = {"reported_at": time.time(), **({"worker_started_at": worker_started_at} if worker_started_at else {})}
+        write_json_atomic(out / OUTCOME_FILE, {**metrics, **clocks})
     ray.train.report(metrics)
 
 
