@@ -111,7 +111,7 @@ def cmd_validate(args) -> int:
     seeds = checked.space.repeat_seeds
     each = f" (each the mean of seeds {', '.join(map(str, seeds))})" if len(seeds) > 1 else ""
     print(f"{args.file or 'defaults'}: valid: sweep {cfg.name!r}, {checked.num_trials} trials{each} of "
-          f"{cfg.base.method.name} on {cfg.base.data.benchmark} ({checked.num_layers}-layer "
+          f"{checked.method_text} ({checked.search_text}) on {cfg.base.data.benchmark} ({checked.num_layers}-layer "
           f"{cfg.base.model.name_or_path}), searching {', '.join(checked.space.params)}; objectives "
           f"{', '.join(f'{o.metric} ({o.mode})' for o in cfg.objectives)}")
     return 0

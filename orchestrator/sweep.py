@@ -91,6 +91,21 @@ class ValidatedSweep:
     num_layers: int
     num_trials: int
     bench: Any
+    pure_grid: bool  # every parameter is a grid: each combination runs once, whatever the sampler
+
+    @property
+    def search_text(self) -> str:
+        """How the points are chosen, for the lines `validate` and `sweep` print."""
+        return ("every grid combination once" if self.pure_grid
+                else f"sampler {self.cfg.search.sampler}")
+
+    @property
+    def method_text(self) -> str:
+        """The base method, or the methods the space grids or samples over."""
+        spec = self.space.params.get("method.name")
+        if spec is None:
+            return self.cfg.base.method.name
+        return ", ".join(map(str, spec.options(self.num_layers)))
 
 
 def validate_sweep(cfg: SweepConfig) -> ValidatedSweep:
@@ -128,7 +143,7 @@ def validate_sweep(cfg: SweepConfig) -> ValidatedSweep:
     if cfg.search.asha and len(space.repeat_seeds) > 1:
         raise SweepError(f"search.asha cannot stop a trial that averages {len(space.repeat_seeds)} seeds "
                          f"(seeds {space.repeat_seeds}): set search.asha=false or search.trial_seeds to one seed")
-    return ValidatedSweep(cfg, space, num_layers, num_trials, bench)
+    return ValidatedSweep(cfg, space, num_layers, num_trials, bench, pure_grid=bool(grid and not sampled))
 
 
 def check_storage_dir(path: Path) -> None:
@@ -237,8 +252,8 @@ def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool 
                                              "experiment_id": runs.experiment_id, "tracking_uri": uri,
                                              "target_dir": prepared.target_dir})
         tuner = _tuner(checked, paths, prepared, runs, resume)
-        log(f"sweep {cfg.name}: {checked.num_trials} trials, {cfg.search.max_concurrent} at a time, sampler "
-            f"{cfg.search.sampler}, objectives {cfg.objective_modes}")
+        log(f"sweep {cfg.name}: {checked.num_trials} trials of {checked.method_text}, {cfg.search.max_concurrent} "
+            f"at a time, {checked.search_text}, objectives {cfg.objective_modes}")
         results = tuner.fit()
     summary = tracking.update_pareto(runs, cfg.objective_modes)
     # Stopped before every trial ended (Ctrl-C): the parent run must not look complete; `resume` reopens it.

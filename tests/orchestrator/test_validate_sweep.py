@@ -35,11 +35,18 @@ def test_valid_sweep_prints_one_line_summary(sweep_file, capsys):
     assert cli.main(["validate", str(sweep_file())]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and "valid" in out[0] and "8 trials" in out[0] and "clreg.tau" in out[0]
+    assert "(sampler " in out[0]
+
+
+def test_summary_names_the_methods_a_space_grids_over(sweep_file, capsys):
+    assert cli.main(["validate", str(sweep_file()), "--preset", "method-compare"]) == 0
+    out = capsys.readouterr().out
+    assert "30 trials of graddiff, npo, simnpo, undial, pdu (every grid combination once)" in out
 
 
 def test_pure_grid_preset_is_enumerated(sweep_file, capsys):
     assert cli.main(["validate", str(sweep_file()), "--preset", "tau-ablation"]) == 0
-    assert "15 trials" in capsys.readouterr().out
+    assert "15 trials of simnpo (every grid combination once)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
