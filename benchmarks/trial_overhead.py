@@ -1,0 +1,141 @@
+"""Per-trial fixed overhead (benchmarks issue, item 3): where a trial's time goes outside training and evaluation.
+
+Part 1, one Ray Train run at a time on a local Ray cluster, on the quickstart's trial (tiny preset, synthetic TOFU,
+prepared once and cached), interleaved round by round:
+
+- `floor`: a Ray Train V2 run (same scaling, backend and worker environment) whose training function only reports:
+  what Ray Train itself costs to start and stop a worker group;
+- `trial`: the shipped trial (`build_trainer` + `fit_to_end`), split by `trainables.engine.trainer.fixed_costs` into
+  `startup_seconds` (fit -> rank 0 enters the training function), rank 0's `setup/*_seconds` (DeepSpeed import,
+  data, model, engine, reference model, checkpoint restore), `train_seconds`, `eval_seconds` and
+  `teardown_seconds` (final report -> fit returns).
+
+Part 2, the quickstart sweep itself (`--sweep-trials` trials, 2 at a time, its own MLflow store): the sweep's wall
+time over the sum of its trials' training + evaluation time, and each trial's wall time (its MLflow child run, from
+Tune's trial start to its end) minus its training and evaluation.
+
+    python -m benchmarks.trial_overhead [--rounds 3] [--sweep-trials 4] [--out benchmarks/results/trial_overhead.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import machine, write_result
+
+PHASES = ("startup_seconds", "setup/import_seconds", "setup/data_seconds", "setup/model_seconds",
+          "setup/engine_seconds", "setup/reference_seconds", "setup/restore_seconds", "train_seconds",
+          "eval_seconds", "teardown_seconds", "run_seconds")
+
+
+def _floor_worker(config: dict) -> None:
+    """A training function that does nothing but report (and tell the driver when it ran)."""
+    import ray.train
+
+    entered = time.time()
+    ray.train.report({})
+    Path(config["out"]).write_text(json.dumps({"worker_started_at": entered, "reported_at": time.time()}))
+
+
+def _floor_run(cfg, work: Path) -> dict[str, float]:
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from trainables.engine.trainer import WORKER_ENV, fixed_costs
+
+    out = work / f"floor-{time.time_ns()}.json"
+    trainer = TorchTrainer(
+        _floor_worker, train_loop_config={"out": str(out)}, torch_config=TorchConfig(backend="gloo"),
+        scaling_config=ray.train.ScalingConfig(num_workers=cfg.train.num_workers,
+                                               resources_per_worker={"CPU": cfg.train.cpus_per_worker}),
+        run_config=ray.train.RunConfig(name=out.stem, storage_path=str(work / "ray"),
+                                       worker_runtime_env={"env_vars": {**WORKER_ENV, "DS_ACCELERATOR": "cpu"}}),
+    )
+    started = time.time()
+    trainer.fit()
+    return fixed_costs(json.loads(out.read_text()), started, time.time())
+
+
+def _trial_run(cfg, prepared, work: Path) -> dict[str, float]:
+    from trainables.engine.trainer import build_trainer, fit_to_end
+    from trainables.engine.worker import WorkerJob
+
+    out = work / f"trial-{time.time_ns()}"
+    job = WorkerJob(trial=cfg.model_dump(mode="json", by_alias=True), task="unlearn", model_dir=prepared.target_dir,
+                    output_dir=str(out), oracle_reference=prepared.oracle_reference)
+    final = fit_to_end(build_trainer(job, cfg, storage_path=str(out / "ray"), name="trial"), out)
+    return {k: final[k] for k in PHASES if k in final}
+
+
+def _quickstart_sweep(name: str, storage: Path, trials: int) -> dict:
+    """The quickstart with `trials` trials, into its own store; its wall time and every child run's figures."""
+    from mlflow import MlflowClient
+
+    from orchestrator import cli
+
+    uri = f"sqlite:///{storage / 'mlflow.db'}"
+    started = time.time()
+    code = cli.main(["quickstart", "--set", f"search.num_trials={trials}", "--set", f"storage.dir={storage}",
+                     "--set", f"mlflow.tracking_uri={uri}", "--set", f"mlflow.experiment={name}"])
+    wall = time.time() - started
+    if code != 0:
+        raise SystemExit(f"the benchmark sweep failed (exit {code})")
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(name)
+    children = [r for r in client.search_runs([exp.experiment_id]) if "mlflow.parentRunId" in r.data.tags]
+    rows = [{"trial": r.data.tags["clreg.trial_id"], "wall_seconds": (r.info.end_time - r.info.start_time) / 1000,
+             "train_seconds": r.data.metrics["train_seconds"], "eval_seconds": r.data.metrics["eval_seconds"]}
+            for r in children]
+    compute = sum(r["train_seconds"] + r["eval_seconds"] for r in rows)
+    return {"wall_seconds": wall, "trials": rows, "compute_seconds": compute,
+            "overhead_ratio": wall / compute,
+            "median_trial_overhead_seconds": statistics.median(r["wall_seconds"] - r["train_seconds"]
+                                                               - r["eval_seconds"] for r in rows)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sweep-trials", type=int, default=4, help="0 skips part 2")
+    parser.add_argument("--out", default="benchmarks/results/trial_overhead.json")
+    args = parser.parse_args(argv)
+
+    from orchestrator.cli import QUICKSTART
+    from orchestrator.cluster import ray_cluster
+    from orchestrator.config_files import validate
+    from orchestrator.preflight import preflight
+    from orchestrator.prepare import prepare
+    from trainables.config import TrialConfig
+
+    cfg = validate(TrialConfig, QUICKSTART["base"], "quickstart base")
+    runs: dict[str, list[dict]] = {"floor": [], "trial": []}
+    with tempfile.TemporaryDirectory(prefix="trial-overhead-") as tmp:
+        work = Path(tmp)
+        with ray_cluster(num_cpus=2):  # the local cluster the CLI starts, with its settings
+            prepared = prepare(cfg, log=print, bench=preflight(cfg))
+            for i in range(args.rounds):
+                runs["floor"].append(_floor_run(cfg, work))
+                runs["trial"].append(_trial_run(cfg, prepared, work))
+                print(f"round {i + 1}/{args.rounds}: floor {runs['floor'][-1]}\n  trial {runs['trial'][-1]}",
+                      flush=True)
+        sweep = _quickstart_sweep("trial-overhead", work / "sweep", args.sweep_trials) if args.sweep_trials else None
+
+    medians = {kind: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for kind, rs in runs.items()}
+    for kind, m in medians.items():
+        print(f"{kind} (median of {args.rounds}): " + ", ".join(f"{k} {v:.2f}" for k, v in m.items()))
+    if sweep:
+        print(f"sweep of {len(sweep['trials'])} trials: {sweep['wall_seconds']:.0f} s wall over "
+              f"{sweep['compute_seconds']:.1f} s of training + evaluation = x{sweep['overhead_ratio']:.1f}; "
+              f"median trial overhead {sweep['median_trial_overhead_seconds']:.1f} s")
+    write_result(args.out, {"benchmark": "trial_overhead", "machine": machine(), "rounds": args.rounds,
+                            "config": "quickstart base (tiny preset, synthetic TOFU), 1 worker, ZeRO per preset",
+                            "medians": medians, "runs": runs, "sweep": sweep})
+
+
+if __name__ == "__main__":
+    main()
