@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import socket
 import subprocess
 import time
@@ -52,3 +53,25 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def rss_mib() -> float:
+    """This process's resident set size now, in MiB (Linux `/proc/self/statm`; the peak where that is missing).
+
+    A benchmark reads it at set-up milestones, so a training step's increment can be told from the interpreter,
+    library and model baseline that `peak_rss_mib` includes.
+    """
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return peak_rss_mib()
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size so far, in MiB (`getrusage(RUSAGE_SELF).ru_maxrss`, KiB on Linux).
+
+    A process started by fork+exec (subprocess, multiprocessing "spawn") starts with its parent's peak on Linux (the
+    exec records the old, shared address space's high-water mark), so measure in processes whose parent is small.
+    """
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
