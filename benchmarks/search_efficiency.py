@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import logging
 import math
 import statistics
 import time
@@ -240,17 +239,13 @@ def _batch(data: list, perm: list[int], micro_index: int, size: int, pad: int) -
 
 
 def _optimizer(model: torch.nn.Module, cfg, total_steps: int):
-    """Torch AdamW and DeepSpeed's WarmupDecayLR with the settings `deepspeed_config` gives the trial's engine."""
-    from deepspeed.runtime.lr_schedules import WarmupDecayLR
+    """Torch AdamW and the lr schedule with the settings `deepspeed_config` gives the trial's engine."""
+    from trainables.engine.deepspeed_config import deepspeed_config, linear_schedule
 
-    from trainables.engine.deepspeed_config import deepspeed_config
-
-    logging.getLogger("DeepSpeed").setLevel(logging.ERROR)  # "lr before the scheduler started": expected here
-    ds = deepspeed_config(cfg.train, cfg.model.dtype, 1, total_steps)
-    o = ds["optimizer"]["params"]
+    o = deepspeed_config(cfg.train, cfg.model.dtype, 1)["optimizer"]["params"]
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=o["lr"], betas=tuple(o["betas"]),
                             eps=o["eps"], weight_decay=o["weight_decay"])
-    return opt, WarmupDecayLR(opt, **ds["scheduler"]["params"])
+    return opt, linear_schedule(cfg.train.warmup_steps, total_steps)(opt)
 
 
 def base_config(cache_dir: Path, overrides: Sequence[str] = ()):

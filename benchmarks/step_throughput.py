@@ -149,16 +149,16 @@ def _deepspeed_step(model, inputs: dict, spec: WorkerSpec, backend: str) -> Call
     from deepspeed.utils import logger
 
     from trainables.config import TrainConfig
-    from trainables.engine.deepspeed_config import deepspeed_config
+    from trainables.engine.deepspeed_config import deepspeed_config, linear_schedule
     from trainables.objectives import batch_nll
 
     logger.setLevel(logging.ERROR)  # 8 workers printing configs and lr warnings would bury the figures
     warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
     deepspeed.init_distributed(dist_backend=backend)
     stage = int(spec.variant.removeprefix("zero"))
-    cfg = deepspeed_config(TrainConfig(zero_stage=stage, micro_batch_size=spec.batch, grad_accum=1, lr=1e-5,
-                                       warmup_steps=1), "fp32", spec.world, total_steps=10**6)
-    engine, *_ = deepspeed.initialize(model=model, config=cfg)
+    cfg = deepspeed_config(TrainConfig(zero_stage=stage, micro_batch_size=spec.batch, grad_accum=1, lr=1e-5),
+                           "fp32", spec.world)
+    engine, *_ = deepspeed.initialize(model=model, config=cfg, lr_scheduler=linear_schedule(0, 10**6))
 
     def step() -> None:
         loss = batch_nll(engine(**inputs).logits, inputs["input_ids"])

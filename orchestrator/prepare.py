@@ -49,7 +49,7 @@ def prepare_key(cfg: TrialConfig, fingerprint: str) -> str:
         "model": cfg.model.model_dump(mode="json", exclude={"lora"}),
         "prepare": cfg.prepare.model_dump(mode="json", exclude={"cache_dir", "enabled", "oracle_path"}),
         "train": cfg.train.model_dump(mode="json", include={"seed", "grad_accum", "weight_decay", "warmup_steps"}),
-        "version": 1,
+        "version": 2,  # bump when code changes what prepare trains (2: lr schedule no longer idles 2 steps)
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
 

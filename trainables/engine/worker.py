@@ -25,7 +25,7 @@ from trainables.config import TrialConfig
 from trainables.data.formatting import Encoded, collate, encode
 from trainables.data.loading import load_benchmark
 from trainables.data.schema import Example, require_paraphrases
-from trainables.engine.deepspeed_config import deepspeed_config, inference_config
+from trainables.engine.deepspeed_config import deepspeed_config, inference_config, linear_schedule
 from trainables.engine.schedule import Layout, epoch_permutation, micro_batch, view_generator
 from trainables.engine.views import forward_at_layer, rerun_layer
 from trainables.model.layers import mean_pool, resolve_layer
@@ -121,9 +121,10 @@ def train_worker(job_dict: dict) -> None:
     model = load_causal_lm(job.model_dir, cfg.model, trainable=True)
     layer = resolve_layer(cfg.clreg.layer, num_layers(model)) if _clreg_on(cfg, job) else None
     clock.lap("model")
-    ds_cfg = deepspeed_config(cfg.train, cfg.model.dtype, world, steps_per_epoch * epochs, lr=lr, micro_batch=micro)
+    ds_cfg = deepspeed_config(cfg.train, cfg.model.dtype, world, lr=lr, micro_batch=micro)
     engine, *_ = deepspeed.initialize(
-        model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=ds_cfg
+        model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=ds_cfg,
+        lr_scheduler=linear_schedule(cfg.train.warmup_steps, steps_per_epoch * epochs),
     )
     clock.lap("engine")
     ref = _reference_model(job, cfg, method, world, device) if method and method.needs_ref else None
