@@ -346,7 +346,7 @@ NOTES = {
                     "the spawned process inherited from the (torch-free) driver",
     "cuda_peak_allocated_mib": "torch.cuda.max_memory_allocated on a GPU; null on CPU",
     "differences": "plain has no gradient clipping or lr schedule; DeepSpeed runs the trial's config (clipping 1.0, "
-                   "WarmupDecayLR), as a trial does",
+                   "the linear lr schedule), as a trial does",
 }
 
 
