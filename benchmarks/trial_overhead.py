@@ -8,7 +8,10 @@ prepared once and cached), interleaved round by round:
 - `trial`: the shipped trial (`build_trainer` + `fit_to_end`), split by `trainables.engine.trainer.fixed_costs` into
   `startup_seconds` (fit -> rank 0 enters the training function), rank 0's `setup/*_seconds` (DeepSpeed import,
   data, model, engine, reference model, checkpoint restore), `train_seconds`, `eval_seconds` and
-  `teardown_seconds` (final report -> fit returns).
+  `teardown_seconds` (final report -> fit returns);
+- `seeds3`: the same trial with 3 seeds, as a `clreg-default` trial runs them: one Ray Train run that trains and
+  evaluates each seed in turn (`WorkerJob.seeds`); its fixed cost is the run's wall time minus the three seeds'
+  training and evaluation, against three times the `trial` run's when each seed was a run of its own.
 
 Part 2, the quickstart sweep itself (`--sweep-trials` trials, 2 at a time, its own MLflow store): the sweep's wall
 time over the sum of its trials' training + evaluation time, and each trial's wall time (its MLflow child run, from
@@ -69,7 +72,25 @@ def _trial_run(cfg, prepared, work: Path) -> dict[str, float]:
     job = WorkerJob(trial=cfg.model_dump(mode="json", by_alias=True), task="unlearn", model_dir=prepared.target_dir,
                     output_dir=str(out), oracle_reference=prepared.oracle_reference)
     final = fit_to_end(build_trainer(job, cfg, storage_path=str(out / "ray"), name="trial"), out)
-    return {k: final[k] for k in PHASES if k in final}
+    figures = {k: final[k] for k in PHASES if k in final}
+    return {**figures, "overhead_seconds": final["run_seconds"] - final["train_seconds"] - final["eval_seconds"]}
+
+
+def _seeds_run(cfg, prepared, work: Path, seeds: list[int]) -> dict[str, float]:
+    """One Ray Train run training `seeds` in turn; its wall time, start, end and the seeds' summed compute."""
+    from trainables.engine.trainer import build_trainer, fit_to_end
+    from trainables.engine.worker import WorkerJob
+    from trainables.report_keys import OUTCOME_FILE
+
+    out = work / f"seeds-{time.time_ns()}"
+    job = WorkerJob(trial=cfg.model_dump(mode="json", by_alias=True), task="unlearn", model_dir=prepared.target_dir,
+                    output_dir=str(out), oracle_reference=prepared.oracle_reference, seeds=seeds)
+    run = fit_to_end(build_trainer(job, cfg, storage_path=str(out / "ray"), name="seeds"), out)
+    per_seed = [json.loads((out / f"seed-{s}" / OUTCOME_FILE).read_text()) for s in seeds]
+    compute = sum(r["train_seconds"] + r["eval_seconds"] for r in per_seed)
+    return {"startup_seconds": run["startup_seconds"], "teardown_seconds": run["teardown_seconds"],
+            "run_seconds": run["run_seconds"], "compute_seconds": compute,
+            "overhead_seconds": run["run_seconds"] - compute}
 
 
 def _quickstart_sweep(name: str, storage: Path, trials: int) -> dict:
@@ -113,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     from trainables.config import TrialConfig
 
     cfg = validate(TrialConfig, QUICKSTART["base"], "quickstart base")
-    runs: dict[str, list[dict]] = {"floor": [], "trial": []}
+    runs: dict[str, list[dict]] = {"floor": [], "trial": [], "seeds3": []}
     with tempfile.TemporaryDirectory(prefix="trial-overhead-") as tmp:
         work = Path(tmp)
         with ray_cluster(num_cpus=2):  # the local cluster the CLI starts, with its settings
@@ -121,13 +142,16 @@ def main(argv: list[str] | None = None) -> None:
             for i in range(args.rounds):
                 runs["floor"].append(_floor_run(cfg, work))
                 runs["trial"].append(_trial_run(cfg, prepared, work))
-                print(f"round {i + 1}/{args.rounds}: floor {runs['floor'][-1]}\n  trial {runs['trial'][-1]}",
+                runs["seeds3"].append(_seeds_run(cfg, prepared, work, [0, 1, 2]))
+                print(f"round {i + 1}/{args.rounds}: " + "\n  ".join(f"{k} {v[-1]}" for k, v in runs.items()),
                       flush=True)
         sweep = _quickstart_sweep("trial-overhead", work / "sweep", args.sweep_trials) if args.sweep_trials else None
 
     medians = {kind: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for kind, rs in runs.items()}
     for kind, m in medians.items():
         print(f"{kind} (median of {args.rounds}): " + ", ".join(f"{k} {v:.2f}" for k, v in m.items()))
+    print(f"3 seeds: fixed cost {medians['seeds3']['overhead_seconds']:.1f} s in one run, against "
+          f"{3 * medians['trial']['overhead_seconds']:.1f} s as three runs")
     if sweep:
         print(f"sweep of {len(sweep['trials'])} trials: {sweep['wall_seconds']:.0f} s wall over "
               f"{sweep['compute_seconds']:.1f} s of training + evaluation = x{sweep['overhead_ratio']:.1f}; "

@@ -1,8 +1,9 @@
 """Repeated seeds inside one trial: a sampled point is scored as the mean over its seeds, with the spread beside it.
 
 The sampler should learn from a point's expected quality, not from one lucky seed, so a trial of a sampled space
-with `seeds` runs the point once per seed and reports the means. Each finished seed is kept on disk, so a trial
-that Tune restarts (a lost node, a killed driver) re-runs only the seeds that had not finished.
+with `seeds` runs the point once per seed and reports the means. All seeds train in one Ray Train run (its start
+and end cost more than a tiny trial's training). Each finished seed is kept on disk, so a trial that Tune restarts
+(a lost node, a killed driver) re-runs only the seeds that had not finished.
 """
 
 from __future__ import annotations
@@ -13,10 +14,7 @@ import statistics
 from collections.abc import Callable
 from pathlib import Path
 
-from trainables.atomic_files import write_json_atomic
-from trainables.report_keys import TRIAL_COMPLETE
-
-SEED_RESULT_FILE = "seed_result.json"
+from trainables.report_keys import OUTCOME_FILE, TRIAL_COMPLETE
 
 
 def mean_over_seeds(results: list[dict]) -> dict[str, float]:
@@ -36,31 +34,38 @@ def mean_over_seeds(results: list[dict]) -> dict[str, float]:
     return out
 
 
-def run_seeds(seeds: list[int], out: Path, fit: Callable[[int, Path, bool], dict],
+def run_seeds(seeds: list[int], out: Path, fit: Callable[[list[int]], dict],
               report: Callable[[dict], None]) -> dict[str, float]:
-    """Run `fit(seed, run_dir, forward_reports=False)` for each seed not yet finished and report the means.
+    """Train the seeds not yet finished with one `fit(pending_seeds)` (one Ray Train run, each seed into
+    `out/seed-<s>/`), then report every seed's final metrics and their means.
 
-    Reports `seed<s>/<metric>` after each seed (progress, and the per-seed values in MLflow), then the means with
-    `trial_complete` and `num_seeds`. A seed whose run did not finish raises, so the trial fails instead of
-    averaging fewer seeds.
+    Reports `seed<s>/<metric>` for each seed (the per-seed values in MLflow), then the means with `trial_complete`,
+    `num_seeds` and the run's own costs (`run_seconds`, ...). A seed whose run did not finish raises, so the trial
+    fails instead of averaging fewer seeds.
     """
+    pending = [s for s in seeds if not _seed_result(out / f"seed-{s}")]
+    run = {k: v for k, v in fit(pending).items() if _finite(v)} if pending else {}
     results = []
     for done, seed in enumerate(seeds, start=1):
-        run_dir = out / f"seed-{seed}"
-        saved = run_dir / SEED_RESULT_FILE
-        if saved.is_file():
-            metrics = json.loads(saved.read_text())
-        else:
-            metrics = {k: v for k, v in fit(seed, run_dir, False).items() if _finite(v)}
-            if not metrics.get(TRIAL_COMPLETE):
-                raise RuntimeError(f"seed {seed} ended without its final evaluation (metrics: {sorted(metrics)})")
-            run_dir.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(saved, metrics)
+        metrics = _seed_result(out / f"seed-{seed}")
+        if metrics is None:
+            raise RuntimeError(f"seed {seed} ended without its final evaluation ({out / f'seed-{seed}'} has no "
+                               f"complete {OUTCOME_FILE})")
         results.append(metrics)
         report({**{f"seed{seed}/{k}": v for k, v in metrics.items() if k != TRIAL_COMPLETE}, "seeds_done": done})
-    final = {**mean_over_seeds(results), "num_seeds": len(seeds), TRIAL_COMPLETE: 1}
+    costs = {k: v for k, v in run.items() if k.endswith("_seconds") and k not in results[0]}
+    final = {**mean_over_seeds(results), **costs, "num_seeds": len(seeds), TRIAL_COMPLETE: 1}
     report(final)
     return final
+
+
+def _seed_result(seed_dir: Path) -> dict | None:
+    """A finished seed's final metrics (finite numbers only), read from the outcome file its worker wrote last."""
+    try:
+        metrics = json.loads((seed_dir / OUTCOME_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return {k: v for k, v in metrics.items() if _finite(v)} if metrics.get(TRIAL_COMPLETE) else None
 
 
 def _finite(v) -> bool:

@@ -180,8 +180,9 @@ def trial_driver(params: dict, *, base: dict, target_dir: str, oracle_reference:
                  trials_dir: str, seeds: list[int] | None = None) -> None:
     """One Tune trial: the sampled `params` applied to `base`, run as a Ray Train + DeepSpeed job.
 
-    With several `seeds` (a sampled space's `repeat_seeds`) the point runs once per seed, one after the other, and
-    the trial reports each seed's final metrics as they arrive and then their means (see `orchestrator.repeats`).
+    With several `seeds` (a sampled space's `repeat_seeds`) one Ray Train run trains the point once per seed, one
+    seed after the other in the same workers, and the trial then reports each seed's final metrics and their means
+    (see `orchestrator.repeats`).
     """
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -194,19 +195,18 @@ def trial_driver(params: dict, *, base: dict, target_dir: str, oracle_reference:
     trial_id = tune.get_context().get_trial_id()
     out = Path(trials_dir) / trial_id
 
-    def fit(seed: int | None, run_dir: Path, forward_reports: bool) -> dict:
-        cfg = TrialConfig.model_validate(apply(base, params if seed is None else {**params, "train.seed": seed}))
+    def fit(point: dict, job_seeds: list[int], forward_reports: bool) -> dict:
+        cfg = TrialConfig.model_validate(apply(base, point))
         job = WorkerJob(trial=cfg.model_dump(mode="json", by_alias=True), task="unlearn", model_dir=target_dir,
-                        output_dir=str(run_dir), oracle_reference=oracle_reference)
-        name = f"trial-{trial_id}" if seed is None else f"trial-{trial_id}-seed{seed}"
-        return fit_to_end(build_trainer(job, cfg, storage_path=str(run_dir / "ray"), name=name,
-                                        callbacks=[TuneReportCallback()] if forward_reports else []), run_dir)
+                        output_dir=str(out), oracle_reference=oracle_reference, seeds=job_seeds)
+        return fit_to_end(build_trainer(job, cfg, storage_path=str(out / "ray"), name=f"trial-{trial_id}",
+                                        callbacks=[TuneReportCallback()] if forward_reports else []), out)
 
     try:
         if not seeds or len(seeds) == 1:
-            fit(seeds[0] if seeds else None, out, forward_reports=True)
+            fit(params if not seeds else {**params, "train.seed": seeds[0]}, [], forward_reports=True)
         else:
-            run_seeds(seeds, out, fit, tune.report)
+            run_seeds(seeds, out, lambda pending: fit(params, pending, forward_reports=False), tune.report)
     except NonFiniteLossError as diverged:
         # An outcome of the sampled point, not a fault: reported (Optuna FAIL, MLflow FAILED with the reason)
         # instead of raised, so Tune does not retry a trial that would diverge again.

@@ -16,8 +16,9 @@ from orchestrator.cluster import ray_cluster
 from orchestrator.config_files import load_config
 from orchestrator.prepare import prepare
 from trainables.config import LoraConfig, TrialConfig
-from trainables.engine.trainer import build_trainer
+from trainables.engine.trainer import build_trainer, fit_to_end
 from trainables.engine.worker import STATE_FILE, WorkerJob
+from trainables.report_keys import OUTCOME_FILE
 
 pytestmark = pytest.mark.slow
 
@@ -174,3 +175,37 @@ def test_a_rerun_of_the_same_trial_resumes_from_its_newest_checkpoint(prepared, 
     second = fit(epochs=2)
     assert [h["epoch"] for h in second] == [1, 2]
     assert second[0] == first[0]  # epoch 1 comes from the checkpoint, byte for byte, not from a new run
+
+
+def test_one_run_trains_every_seed_and_a_rerun_only_what_is_left(prepared, base_cfg):
+    """`WorkerJob.seeds`: one Ray Train run trains the trial once per seed into `seed-<s>/`. A rerun of the run
+    skips a seed whose outcome says it finished, and resumes from the run's newest checkpoint only the seed that
+    checkpoint holds; another seed starts from epoch 0 and retrains exactly as before."""
+    out = Path(base_cfg.output_dir) / "seeds"
+    trial = base_cfg.model_copy(update={"train": base_cfg.train.model_copy(update={"epochs": 2})})
+
+    def fit(seeds: list[int]) -> dict:
+        job = WorkerJob(trial=trial.model_dump(mode="json", by_alias=True), task="unlearn",
+                        model_dir=prepared.target_dir, output_dir=str(out), evaluate=False, seeds=seeds)
+        return fit_to_end(build_trainer(job, trial, storage_path=f"{out}/ray", name="seeds"), out)
+
+    def outcome(seed: int) -> dict:
+        return json.loads((out / f"seed-{seed}" / OUTCOME_FILE).read_text())
+
+    run = fit([0, 1])
+    assert run["seeds_trained"] == 2 and run["startup_seconds"] > 0
+    first = {s: outcome(s) for s in (0, 1)}
+    assert all(first[s]["trial_complete"] == 1 and first[s]["resumed_from_epoch"] == 0 for s in (0, 1))
+    assert first[0]["train/loss"] != first[1]["train/loss"]  # each seed its own data order and dropout views
+    assert (out / "seed-0" / "final_model").is_dir() and (out / "seed-1" / "final_model").is_dir()
+
+    seed0_file = (out / "seed-0" / OUTCOME_FILE).read_bytes()
+    (out / "seed-1" / OUTCOME_FILE).unlink()  # seed 1 "did not finish"; the newest checkpoint is its last epoch
+    fit([0, 1])
+    assert (out / "seed-0" / OUTCOME_FILE).read_bytes() == seed0_file  # finished: not trained again
+    assert outcome(1)["resumed_from_epoch"] == 2 and outcome(1)["train/loss"] == first[1]["train/loss"]
+
+    (out / "seed-0" / OUTCOME_FILE).unlink()  # the checkpoint holds seed 1: seed 0 must start over, not load it
+    fit([0])
+    assert outcome(0)["resumed_from_epoch"] == 0
+    assert outcome(0)["train/loss"] == pytest.approx(first[0]["train/loss"], rel=1e-6)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from orchestrator.search import make_sampler, trial_outcome
+from orchestrator.search import make_sampler, startup_trials, trial_outcome
 from orchestrator.sweep_config import SearchConfig
 from search_spaces.presets import load_preset
 from trainables.report_keys import TRIAL_COMPLETE
@@ -97,3 +97,12 @@ def test_lost_trials_are_failed_and_known_ones_left_running(tmp_path):
     assert [t.state for t in trials] == [State.COMPLETE, State.RUNNING, State.FAIL, State.FAIL]
     assert [t.user_attrs.get(ATTR_TUNE_TRIAL) for t in trials] == ["done", "pending", "lost", None]
     assert [t.user_attrs.get(ATTR_LOST) for t in trials] == [None, None, "why", "why"]
+
+
+@pytest.mark.parametrize("budget,startup", [(4, 3), (8, 3), (16, 4), (32, 8), (40, 10), (500, 10)])
+def test_model_based_samplers_start_modelling_after_a_quarter_of_the_budget(budget, startup):
+    """TPE and GP leave random search after `startup` trials: the 9th of a 32-trial sweep is already modelled."""
+    assert startup_trials(budget) == startup
+    for name in ("tpe", "gp"):
+        sampler = make_sampler(SearchConfig(sampler=name, seed=0), budget)
+        assert sampler._n_startup_trials == startup  # no public accessor in Optuna 5

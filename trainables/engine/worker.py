@@ -8,6 +8,7 @@ target and oracle models), so both scale the same way on a cluster.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -62,6 +63,7 @@ class WorkerJob:
     evaluate: bool = True
     oracle_reference: str | None = None
     extra: dict = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=list)  # unlearn only: train once per seed, into output_dir/seed-<s>/
 
 
 @dataclass
@@ -93,9 +95,16 @@ class SetupClock:
 
 
 def train_worker(job_dict: dict) -> None:
-    """Ray Train entry point (`train_loop_per_worker`)."""
+    """Ray Train entry point (`train_loop_per_worker`).
+
+    With `job.seeds` the run trains and evaluates the trial once per seed, one after the other, each into
+    `output_dir/seed-<s>/`, sharing the worker processes, imports, tokenizer, tokenised data and reference model: a
+    Ray Train run's own start and end cost more than a tiny trial's training (benchmarks/trial_overhead.py), so one
+    run per seed would pay them once per seed. A seed whose outcome file says it finished is skipped, so a restarted
+    run (a worker fault, a resumed sweep) trains only what is left; the checkpoint carries its seed.
+    """
     clock = SetupClock()
-    import deepspeed
+    import deepspeed  # noqa: F401  (imported here, timed as the "import" phase, not inside the first engine build)
     import ray
     import ray.train
 
@@ -110,100 +119,160 @@ def train_worker(job_dict: dict) -> None:
     tokenizer = load_tokenizer(job.model_dir, cfg.model.trust_remote_code)
     data = _tokenised_data(cfg, job, tokenizer)
     method = resolve_method(cfg.method) if job.task == "unlearn" else None
-    micro = cfg.prepare.micro_batch_size if job.task == "finetune" else cfg.train.micro_batch_size
-    lr = cfg.prepare.lr if job.task == "finetune" else cfg.train.lr
-    epochs = cfg.prepare.epochs if job.task == "finetune" else cfg.train.epochs
-    layout = Layout(micro, cfg.train.grad_accum, world)
-    steps_per_epoch = layout.steps_per_epoch(len(data.forget))
     clock.lap("data")
-
-    torch.manual_seed(cfg.train.seed)
-    model = load_causal_lm(job.model_dir, cfg.model, trainable=True)
-    layer = resolve_layer(cfg.clreg.layer, num_layers(model)) if _clreg_on(cfg, job) else None
-    clock.lap("model")
-    ds_cfg = deepspeed_config(cfg.train, cfg.model.dtype, world, lr=lr, micro_batch=micro)
-    engine, *_ = deepspeed.initialize(
-        model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=ds_cfg,
-        lr_scheduler=linear_schedule(cfg.train.warmup_steps, steps_per_epoch * epochs),
-    )
-    clock.lap("engine")
     ref = _reference_model(job, cfg, method, world, device) if method and method.needs_ref else None
     clock.lap("reference")
-
-    is_pdu = method is not None and method.spec.name == "pdu"
-    state = {"epoch": 0, "dual_lambda": method.params["alpha"] if is_pdu else None, "history": []}
+    run = _Run(job, cfg, rank, world, device, tokenizer, data, method, ref)
     checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as ckpt_dir:
-            engine.load_checkpoint(ckpt_dir, load_lr_scheduler_states=True)
-            state = json.loads((Path(ckpt_dir) / STATE_FILE).read_text())
-    clock.lap("restore")
+    if not job.seeds:
+        final = run.train_and_evaluate(cfg, Path(job.output_dir), checkpoint)
+        _report_outcome({**final, **clock.seconds}, Path(job.output_dir), rank, worker_started_at=clock.started_at)
+        return
+    for seed in job.seeds:
+        seed_dir = Path(job.output_dir) / f"seed-{seed}"
+        if _finished(seed_dir):
+            continue
+        seed_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})})
+        final = run.train_and_evaluate(seed_cfg, seed_dir, checkpoint)
+        if final.get(DIVERGED):
+            _report_outcome({**final, "seed": seed}, Path(job.output_dir), rank)
+            return
+        _report_outcome(final, seed_dir, rank)
+        del final
+        gc.collect()  # the seed's engine and model, before the next seed builds its own
+    _report_outcome({TRIAL_COMPLETE: 1, "seeds_trained": len(job.seeds), **clock.seconds}, Path(job.output_dir),
+                    rank, worker_started_at=clock.started_at)
 
-    resumed_from_epoch = state["epoch"]  # > 0 when this attempt continues from a checkpoint after a fault
-    pad = tokenizer.pad_token_id
-    training_started = time.perf_counter()
-    for epoch in range(state["epoch"], epochs):
-        started = time.perf_counter()
-        sums = _EpochSums()
-        perm_f = epoch_permutation(len(data.forget), cfg.train.seed, epoch)
-        perm_r = epoch_permutation(len(data.retain), cfg.train.seed + 1, epoch) if data.retain else []
-        for step in range(steps_per_epoch):
-            retain_step_losses = []
-            for a in range(layout.grad_accum):
-                u = layout.micro_index(step, rank, a)
-                idx_f = micro_batch(perm_f, u, micro)
-                forget = _to(collate([data.forget[i] for i in idx_f], pad), device)
-                if job.task == "finetune":
-                    terms = {"loss": batch_nll(engine(input_ids=forget["input_ids"],
-                                                      attention_mask=forget["attention_mask"]).logits,
-                                               forget["labels"])}
-                else:
-                    retain = _to(collate([data.retain[i] for i in micro_batch(perm_r, u, micro)], pad), device)
-                    paraphrase = (_to(collate([data.paraphrase[i] for i in idx_f], pad), device)
-                                  if data.paraphrase is not None else None)
-                    terms = unlearn_micro_step(engine, ref, cfg, method, layer, state["dual_lambda"],
-                                                forget, retain, paraphrase, view_generator(cfg.train.seed, epoch, u))
-                    if terms.get("retain") is not None:
-                        retain_step_losses.append(terms["retain"].item())
-                loss = terms["loss"]
-                if not _finite_on_every_rank(loss, device):
-                    # Every rank stops at the same micro-step and reports once, as Ray Train requires; no
-                    # checkpoint, so nothing diverged is ever resumed from.
-                    _report_outcome({DIVERGED: 1, "epoch": epoch, DIVERGENCE_REASON: (
-                        f"training loss became non-finite (this rank: {loss.item()}) at epoch {epoch}, step "
-                        f"{step} (lr={lr}); trial stopped")}, job, rank)
-                    return
-                engine.backward(loss)
-                engine.step()
-                sums.add({k: v.item() for k, v in terms.items() if v is not None})
+
+def _finished(out_dir: Path) -> bool:
+    """Whether a seed's run already finished: its outcome file (written atomically, last) says so."""
+    try:
+        return bool(json.loads((out_dir / OUTCOME_FILE).read_text()).get(TRIAL_COMPLETE))
+    except (OSError, ValueError):
+        return False
+
+
+@dataclass
+class _Run:
+    """What every seed of a run shares: the job, worker place, tokenizer, tokenised data, method, reference model."""
+
+    job: WorkerJob
+    cfg: TrialConfig
+    rank: int
+    world: int
+    device: torch.device
+    tokenizer: object
+    data: TrainData
+    method: ResolvedMethod | None
+    ref: object | None
+
+    def train_and_evaluate(self, cfg: TrialConfig, out_dir: Path, checkpoint) -> dict:
+        """Train from `out_dir`'s seed (`cfg.train.seed`), checkpoint each epoch, save and evaluate into `out_dir`.
+
+        `checkpoint` (the run's newest) is resumed from only when it holds this seed. Returns the final metrics, or a
+        `DIVERGED` outcome when the loss became non-finite (no checkpoint, no evaluation).
+        """
+        import deepspeed
+        import ray
+        import ray.train
+
+        job, method, rank, world, device, data = self.job, self.method, self.rank, self.world, self.device, self.data
+        clock = SetupClock()
+        micro = cfg.prepare.micro_batch_size if job.task == "finetune" else cfg.train.micro_batch_size
+        lr = cfg.prepare.lr if job.task == "finetune" else cfg.train.lr
+        epochs = cfg.prepare.epochs if job.task == "finetune" else cfg.train.epochs
+        layout = Layout(micro, cfg.train.grad_accum, world)
+        steps_per_epoch = layout.steps_per_epoch(len(data.forget))
+
+        torch.manual_seed(cfg.train.seed)
+        model = load_causal_lm(job.model_dir, cfg.model, trainable=True)
+        layer = resolve_layer(cfg.clreg.layer, num_layers(model)) if _clreg_on(cfg, job) else None
+        clock.lap("model")
+        ds_cfg = deepspeed_config(cfg.train, cfg.model.dtype, world, lr=lr, micro_batch=micro)
+        engine, *_ = deepspeed.initialize(
+            model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=ds_cfg,
+            lr_scheduler=linear_schedule(cfg.train.warmup_steps, steps_per_epoch * epochs),
+        )
+        clock.lap("engine")
+
+        is_pdu = method is not None and method.spec.name == "pdu"
+        state = {"seed": cfg.train.seed, "epoch": 0, "dual_lambda": method.params["alpha"] if is_pdu else None,
+                 "history": []}
+        if checkpoint is not None:
+            with checkpoint.as_directory() as ckpt_dir:
+                saved = json.loads((Path(ckpt_dir) / STATE_FILE).read_text())
+                if saved.get("seed", cfg.train.seed) == cfg.train.seed:  # the run's newest may be an earlier seed's
+                    engine.load_checkpoint(ckpt_dir, load_lr_scheduler_states=True)
+                    state = saved
+        clock.lap("restore")
+
+        resumed_from_epoch = state["epoch"]  # > 0 when this attempt continues from a checkpoint after a fault
+        pad = self.tokenizer.pad_token_id
+        training_started = time.perf_counter()
+        for epoch in range(state["epoch"], epochs):
+            started = time.perf_counter()
+            sums = _EpochSums()
+            perm_f = epoch_permutation(len(data.forget), cfg.train.seed, epoch)
+            perm_r = epoch_permutation(len(data.retain), cfg.train.seed + 1, epoch) if data.retain else []
+            for step in range(steps_per_epoch):
+                retain_step_losses = []
+                for a in range(layout.grad_accum):
+                    u = layout.micro_index(step, rank, a)
+                    idx_f = micro_batch(perm_f, u, micro)
+                    forget = _to(collate([data.forget[i] for i in idx_f], pad), device)
+                    if job.task == "finetune":
+                        terms = {"loss": batch_nll(engine(input_ids=forget["input_ids"],
+                                                          attention_mask=forget["attention_mask"]).logits,
+                                                   forget["labels"])}
+                    else:
+                        retain = _to(collate([data.retain[i] for i in micro_batch(perm_r, u, micro)], pad), device)
+                        paraphrase = (_to(collate([data.paraphrase[i] for i in idx_f], pad), device)
+                                      if data.paraphrase is not None else None)
+                        terms = unlearn_micro_step(engine, self.ref, cfg, method, layer, state["dual_lambda"],
+                                                   forget, retain, paraphrase,
+                                                   view_generator(cfg.train.seed, epoch, u))
+                        if terms.get("retain") is not None:
+                            retain_step_losses.append(terms["retain"].item())
+                    loss = terms["loss"]
+                    if not _finite_on_every_rank(loss, device):
+                        # Every rank stops at the same micro-step, as Ray Train requires; no checkpoint, so nothing
+                        # diverged is ever resumed from.
+                        return {DIVERGED: 1, "epoch": epoch, DIVERGENCE_REASON: (
+                            f"training loss became non-finite (this rank: {loss.item()}) at epoch {epoch}, step "
+                            f"{step} (lr={lr}); trial stopped")}
+                    engine.backward(loss)
+                    engine.step()
+                    sums.add({k: v.item() for k, v in terms.items() if v is not None})
+                if is_pdu:
+                    state["dual_lambda"] = pdu_dual_step(
+                        state["dual_lambda"], _all_mean(sum(retain_step_losses) / len(retain_step_losses), device),
+                        method.params["eps"], method.params["eta"],
+                    )
+            metrics = sums.all_reduced_means(device)
+            metrics.update(epoch=epoch + 1, epoch_seconds=time.perf_counter() - started,
+                           lr=engine.get_lr()[0])
             if is_pdu:
-                state["dual_lambda"] = pdu_dual_step(
-                    state["dual_lambda"], _all_mean(sum(retain_step_losses) / len(retain_step_losses), device),
-                    method.params["eps"], method.params["eta"],
-                )
-        metrics = sums.all_reduced_means(device)
-        metrics.update(epoch=epoch + 1, epoch_seconds=time.perf_counter() - started,
-                       lr=engine.get_lr()[0])
-        if is_pdu:
-            metrics["dual_lambda"] = state["dual_lambda"]
-        state["epoch"] = epoch + 1
-        state["history"].append(metrics)
-        last = epoch + 1 == epochs
-        eval_now = job.evaluate and cfg.eval.every and (epoch + 1) % cfg.eval.every == 0 and not last
-        if eval_now:
-            metrics.update(_save_and_evaluate(engine, tokenizer, cfg, job, layer, rank, final=False))
-        if last or (epoch + 1) % _checkpoint_every(job) == 0:
-            _report_with_checkpoint(engine, state, metrics, rank)
-        else:
-            ray.train.report(metrics)
+                metrics["dual_lambda"] = state["dual_lambda"]
+            state["epoch"] = epoch + 1
+            state["history"].append(metrics)
+            last = epoch + 1 == epochs
+            eval_now = job.evaluate and cfg.eval.every and (epoch + 1) % cfg.eval.every == 0 and not last
+            if eval_now:
+                metrics.update(_save_and_evaluate(engine, self.tokenizer, cfg, job, out_dir, layer, rank,
+                                                  final=False))
+            if last or (epoch + 1) % _checkpoint_every(job) == 0:
+                _report_with_checkpoint(engine, state, metrics, rank)
+            else:
+                ray.train.report(metrics)
 
-    # The last epoch's training figures travel with the final metrics (a trial's result is its final report), plus
-    # the training wall time of this attempt (steps, mid-run evaluations, checkpoints) beside `eval_seconds`.
-    final = {**(state["history"][-1] if state["history"] else {}), TRIAL_COMPLETE: 1, "epoch": state["epoch"],
-             "train_seconds": time.perf_counter() - training_started, "resumed_from_epoch": resumed_from_epoch,
-             "node_id": ray.get_runtime_context().get_node_id(), **clock.seconds}
-    final.update(_save_and_evaluate(engine, tokenizer, cfg, job, layer, rank, final=True))
-    _report_outcome(final, job, rank, worker_started_at=clock.started_at)
+        # The last epoch's training figures travel with the final metrics (a trial's result is its final report),
+        # plus the training wall time of this attempt (steps, mid-run evaluations, checkpoints) beside
+        # `eval_seconds`.
+        final = {**(state["history"][-1] if state["history"] else {}), TRIAL_COMPLETE: 1, "epoch": state["epoch"],
+                 "train_seconds": time.perf_counter() - training_started, "resumed_from_epoch": resumed_from_epoch,
+                 "node_id": ray.get_runtime_context().get_node_id(), **clock.seconds}
+        final.update(_save_and_evaluate(engine, self.tokenizer, cfg, job, out_dir, layer, rank, final=True))
+        return final
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -371,15 +440,15 @@ def _report_with_checkpoint(engine, state: dict, metrics: dict, rank: int) -> No
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
-def _report_outcome(metrics: dict, job: WorkerJob, rank: int, worker_started_at: float | None = None) -> None:
-    """The run's last report: to Ray (and Tune), and from rank 0 to `OUTCOME_FILE` for the driver to read, with
-    the wall-clock times the driver needs to measure the run's start and end (not metrics: never reported)."""
+def _report_outcome(metrics: dict, out: Path, rank: int, worker_started_at: float | None = None) -> None:
+    """A run's (or one seed's) last report: to Ray (and Tune), and from rank 0 to `out/OUTCOME_FILE` for the driver
+    to read. The run's own last report (`worker_started_at` given) also carries the wall-clock times the driver
+    needs to measure the run's start and end (not metrics: never reported)."""
     import ray.train
 
     if rank == 0:
-        out = Path(job.output_dir)
         out.mkdir(parents=True, exist_ok=True)
-        clocks = {"reported_at": time.time(), **({"worker_started_at": worker_started_at} if worker_started_at else {})}
+        clocks = {"reported_at": time.time(), "worker_started_at": worker_started_at} if worker_started_at else {}
         write_json_atomic(out / OUTCOME_FILE, {**metrics, **clocks})
     ray.train.report(metrics)
 
@@ -405,10 +474,10 @@ def save_model(engine, tokenizer, out_dir: Path, rank: int) -> None:
         dist.barrier()
 
 
-def _save_and_evaluate(engine, tokenizer, cfg: TrialConfig, job: WorkerJob, layer: int | None,
+def _save_and_evaluate(engine, tokenizer, cfg: TrialConfig, job: WorkerJob, out: Path, layer: int | None,
                        rank: int, final: bool) -> dict:
-    """Save the model (final, or a temporary one mid-run) and evaluate it on rank 0; return rank 0's metrics."""
-    out = Path(job.output_dir)
+    """Save the model (final, or a temporary one mid-run) into `out` and evaluate it on rank 0; return rank 0's
+    metrics."""
     model_dir = out / ("final_model" if final else "eval_model")
     save_model(engine, tokenizer, model_dir, rank)
     metrics: dict = {}
