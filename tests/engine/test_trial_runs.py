@@ -209,3 +209,19 @@ def test_one_run_trains_every_seed_and_a_rerun_only_what_is_left(prepared, base_
     fit([0])
     assert outcome(0)["resumed_from_epoch"] == 0
     assert outcome(0)["train/loss"] == pytest.approx(first[0]["train/loss"], rel=1e-6)
+
+
+def test_two_workers_agree_on_which_seeds_are_left(prepared, base_cfg):
+    """With 2 workers rank 0 decides which seeds are unfinished and tells rank 1 (a rank deciding on its own from a
+    stale view of the shared directory would hang the run's collectives): a finished seed is skipped by both."""
+    out = Path(base_cfg.output_dir) / "seeds-2w"
+    trial = base_cfg.model_copy(update={"train": base_cfg.train.model_copy(
+        update={"epochs": 1, "num_workers": 2, "zero_stage": 2, "micro_batch_size": 2})})
+    (out / "seed-3").mkdir(parents=True)
+    (out / "seed-3" / OUTCOME_FILE).write_text(json.dumps({"trial_complete": 1, "train/loss": -1.0}))
+    job = WorkerJob(trial=trial.model_dump(mode="json", by_alias=True), task="unlearn",
+                    model_dir=prepared.target_dir, output_dir=str(out), evaluate=False, seeds=[3, 4])
+    run = fit_to_end(build_trainer(job, trial, storage_path=f"{out}/ray", name="seeds-2w"), out)
+    assert run["trial_complete"] == 1
+    assert json.loads((out / "seed-3" / OUTCOME_FILE).read_text())["train/loss"] == -1.0  # skipped, untouched
+    assert json.loads((out / "seed-4" / OUTCOME_FILE).read_text())["epoch"] == 1

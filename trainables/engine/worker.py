@@ -128,10 +128,8 @@ def train_worker(job_dict: dict) -> None:
         final = run.train_and_evaluate(cfg, Path(job.output_dir), checkpoint)
         _report_outcome({**final, **clock.seconds}, Path(job.output_dir), rank, worker_started_at=clock.started_at)
         return
-    for seed in job.seeds:
+    for seed in _unfinished_seeds(job, rank):
         seed_dir = Path(job.output_dir) / f"seed-{seed}"
-        if _finished(seed_dir):
-            continue
         seed_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})})
         final = run.train_and_evaluate(seed_cfg, seed_dir, checkpoint)
         if final.get(DIVERGED):
@@ -144,12 +142,23 @@ def train_worker(job_dict: dict) -> None:
                     rank, worker_started_at=clock.started_at)
 
 
-def _finished(out_dir: Path) -> bool:
-    """Whether a seed's run already finished: its outcome file (written atomically, last) says so."""
-    try:
-        return bool(json.loads((out_dir / OUTCOME_FILE).read_text()).get(TRIAL_COMPLETE))
-    except (OSError, ValueError):
-        return False
+def _unfinished_seeds(job: WorkerJob, rank: int) -> list[int]:
+    """The seeds of `job` whose outcome file (written atomically, last) does not say they finished.
+
+    Rank 0 wrote those files, so rank 0 reads them and tells the others: a rank on another node could see a stale
+    copy of the shared directory, train a different set of seeds and hang the run's collectives.
+    """
+    def finished(seed: int) -> bool:
+        try:
+            outcome = json.loads((Path(job.output_dir) / f"seed-{seed}" / OUTCOME_FILE).read_text())
+        except (OSError, ValueError):
+            return False
+        return bool(outcome.get(TRIAL_COMPLETE))
+
+    chosen = [[s for s in job.seeds if not finished(s)] if rank == 0 else None]
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.broadcast_object_list(chosen, src=0)
+    return chosen[0]
 
 
 @dataclass
