@@ -389,8 +389,8 @@ def plot(curves: dict[str, dict[int, list[float]]], target: dict, path: Path, ti
 
 def shared_with_random(records: list[dict]) -> dict[str, dict[int, int]]:
     """sampler -> seed -> how many leading trials asked exactly random search's points of the same seed (Optuna's
-    samplers start from `RandomSampler(seed)` trials: TPE's and GP's 10 start-up trials, NSGA-II's first
-    generation), so the curves cannot differ before."""
+    samplers start from `RandomSampler(seed)` trials: TPE's and GP's start-up trials
+    (`orchestrator.search.startup_trials`), NSGA-II's first generation), so the curves cannot differ before."""
     params = {(r["sampler"], r["seed"], r["trial"]): json.dumps(r["params"], sort_keys=True) for r in records}
     out: dict[str, dict[int, int]] = {}
     for sampler, seed in sorted({(r["sampler"], r["seed"]) for r in records}):

@@ -8,6 +8,7 @@ import math
 import pytest
 
 from benchmarks import search_efficiency as se
+from orchestrator.search import startup_trials
 
 
 def test_hv_curve_counts_complete_trials_only_and_never_decreases():
@@ -67,8 +68,10 @@ def test_plot_writes_a_png(tmp_path):
 
 
 def test_samplers_share_their_start_up_trials_with_random_search_of_the_same_seed():
-    records = [r for s in ("random", "tpe") for r in se.run_study(_StandIn(), s, seed=3, trials=14)]
-    # TPE's 10 start-up trials are RandomSampler(seed)'s; failed ones (the stand-in fails last-4) do not count.
-    failed = sum(r["state"] == "FAIL" for r in records if r["sampler"] == "tpe" and r["trial"] < 10)
+    records = [r for s in ("random", "tpe") for r in se.run_study(_StandIn(), s, seed=3, trials=24)]
+    # TPE's start-up trials (6 of a 24-trial budget) are RandomSampler(seed)'s; failed ones (the stand-in fails
+    # last-4) do not count.
+    startup = startup_trials(24)
+    failed = sum(r["state"] == "FAIL" for r in records if r["sampler"] == "tpe" and r["trial"] < startup)
     shared = se.shared_with_random(records)
-    assert set(shared) == {"tpe"} and 10 <= shared["tpe"][3] <= 10 + failed + 1
+    assert set(shared) == {"tpe"} and startup <= shared["tpe"][3] <= startup + failed + 1
