@@ -4,7 +4,7 @@
 
 Steps, each through the `clreg-sweep` command line so the study exercises exactly what a user runs:
 1. pilot: `clreg-sweep run` of SimNPO + CLReg at a few epoch budgets, to choose the sweeps' budget (the brief
-   keeps the quickstart's 3 epochs unless they do not unlearn the forget set at all);
+   starts from 3 epochs and takes more if they do not unlearn the forget set at all);
 2. the three sweeps of `studies/sweeps/` (`clreg-sweep sweep`), each in its own storage dir and MLflow experiment;
 3. `clreg-sweep eval` of the prepared target with the oracle reference: the "before unlearning" row (the prepare
    report has no forget quality for the target, which is evaluated before the oracle exists);
@@ -654,7 +654,7 @@ def pilot_sentence(ctx: Context, epochs: int) -> str:
     parts = [f"{e} epochs {_f(a.get('forget_prob', math.nan))} ({_f(a.get('forget_prob', math.nan) - base)})"
              for e, a in sorted(ctx.pilot.items())]
     return (f"forget_prob (mean probability of the forget answers) is {_f(base)} for the target; after "
-            "unlearning (change): " + ", ".join(parts) + ". The quickstart's 3 epochs barely touch the forget set, "
+            "unlearning (change): " + ", ".join(parts) + ". 3 epochs barely touch the forget set, "
             f"the condition under which the study takes a larger budget; {epochs} epochs keeps the three sweeps "
             "within 30 minutes on this machine, 30 epochs would triple the training time for a little more "
             "forgetting. Even so the forget set is only partly unlearned at the default lr 1e-4: the findings "
