@@ -64,29 +64,29 @@ def _floor_run(cfg, work: Path) -> dict[str, float]:
     return fixed_costs(json.loads(out.read_text()), started, time.time())
 
 
-def _trial_run(cfg, prepared, work: Path) -> dict[str, float]:
+def _shipped_run(cfg, prepared, out: Path, seeds: list[int]) -> dict:
+    """The shipped trial (`build_trainer` + `fit_to_end`) into `out`, training `seeds` in turn when given."""
     from trainables.engine.trainer import build_trainer, fit_to_end
     from trainables.engine.worker import WorkerJob
 
-    out = work / f"trial-{time.time_ns()}"
     job = WorkerJob(trial=cfg.model_dump(mode="json", by_alias=True), task="unlearn", model_dir=prepared.target_dir,
-                    output_dir=str(out), oracle_reference=prepared.oracle_reference)
-    final = fit_to_end(build_trainer(job, cfg, storage_path=str(out / "ray"), name="trial"), out)
+                    output_dir=str(out), oracle_reference=prepared.oracle_reference, seeds=seeds)
+    return fit_to_end(build_trainer(job, cfg, storage_path=str(out / "ray"), name=out.name), out)
+
+
+def _trial_run(cfg, prepared, work: Path) -> dict[str, float]:
+    final = _shipped_run(cfg, prepared, work / f"trial-{time.time_ns()}", [])
     figures = {k: final[k] for k in PHASES if k in final}
     return {**figures, "overhead_seconds": final["run_seconds"] - final["train_seconds"] - final["eval_seconds"]}
 
 
 def _seeds_run(cfg, prepared, work: Path, seeds: list[int]) -> dict[str, float]:
     """One Ray Train run training `seeds` in turn; its wall time, start, end and the seeds' summed compute."""
-    from trainables.engine.trainer import build_trainer, fit_to_end
-    from trainables.engine.worker import WorkerJob
-    from trainables.report_keys import OUTCOME_FILE
+    from trainables.report_keys import finished_outcome, seed_dir
 
     out = work / f"seeds-{time.time_ns()}"
-    job = WorkerJob(trial=cfg.model_dump(mode="json", by_alias=True), task="unlearn", model_dir=prepared.target_dir,
-                    output_dir=str(out), oracle_reference=prepared.oracle_reference, seeds=seeds)
-    run = fit_to_end(build_trainer(job, cfg, storage_path=str(out / "ray"), name="seeds"), out)
-    per_seed = [json.loads((out / f"seed-{s}" / OUTCOME_FILE).read_text()) for s in seeds]
+    run = _shipped_run(cfg, prepared, out, seeds)
+    per_seed = [finished_outcome(seed_dir(out, s)) for s in seeds]
     compute = sum(r["train_seconds"] + r["eval_seconds"] for r in per_seed)
     return {"startup_seconds": run["startup_seconds"], "teardown_seconds": run["teardown_seconds"],
             "run_seconds": run["run_seconds"], "compute_seconds": compute,

@@ -8,13 +8,12 @@ and end cost more than a tiny trial's training). Each finished seed is kept on d
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections.abc import Callable
 from pathlib import Path
 
-from trainables.report_keys import OUTCOME_FILE, TRIAL_COMPLETE
+from trainables.report_keys import OUTCOME_FILE, TRIAL_COMPLETE, finished_outcome, seed_dir
 
 
 def mean_over_seeds(results: list[dict]) -> dict[str, float]:
@@ -43,13 +42,13 @@ def run_seeds(seeds: list[int], out: Path, fit: Callable[[list[int]], dict],
     `num_seeds` and the run's own costs (`run_seconds`, ...). A seed whose run did not finish raises, so the trial
     fails instead of averaging fewer seeds.
     """
-    pending = [s for s in seeds if not _seed_result(out / f"seed-{s}")]
+    pending = [s for s in seeds if _seed_result(seed_dir(out, s)) is None]
     run = {k: v for k, v in fit(pending).items() if _finite(v)} if pending else {}
     results = []
     for done, seed in enumerate(seeds, start=1):
-        metrics = _seed_result(out / f"seed-{seed}")
+        metrics = _seed_result(seed_dir(out, seed))
         if metrics is None:
-            raise RuntimeError(f"seed {seed} ended without its final evaluation ({out / f'seed-{seed}'} has no "
+            raise RuntimeError(f"seed {seed} ended without its final evaluation ({seed_dir(out, seed)} has no "
                                f"complete {OUTCOME_FILE})")
         results.append(metrics)
         report({**{f"seed{seed}/{k}": v for k, v in metrics.items() if k != TRIAL_COMPLETE}, "seeds_done": done})
@@ -59,13 +58,10 @@ def run_seeds(seeds: list[int], out: Path, fit: Callable[[list[int]], dict],
     return final
 
 
-def _seed_result(seed_dir: Path) -> dict | None:
+def _seed_result(run_dir: Path) -> dict | None:
     """A finished seed's final metrics (finite numbers only), read from the outcome file its worker wrote last."""
-    try:
-        metrics = json.loads((seed_dir / OUTCOME_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return {k: v for k, v in metrics.items() if _finite(v)} if metrics.get(TRIAL_COMPLETE) else None
+    outcome = finished_outcome(run_dir)
+    return None if outcome is None else {k: v for k, v in outcome.items() if _finite(v)}
 
 
 def _finite(v) -> bool:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
+
+from benchmarks.common import free_port
 
 # A benchmark and model small enough for real Ray Train + DeepSpeed runs on a 2-core CI machine, still big
 # enough that the fine-tuned target clearly knows its forget set.
@@ -31,19 +32,13 @@ def prepare_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("prepare-cache")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def single_process_group():
     """The environment a 1-process gloo DeepSpeed engine reads, so engines can be built in the test process.
 
     Session-wide and never torn down: DeepSpeed caches its communication backend per process, so a second engine
     after `destroy_process_group` fails ("group is not registered")."""
-    env = dict(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), RANK="0", WORLD_SIZE="1", LOCAL_RANK="0",
+    env = dict(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), RANK="0", WORLD_SIZE="1", LOCAL_RANK="0",
                DS_ACCELERATOR="cpu")
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)

@@ -1,4 +1,10 @@
-"""Keys of a run's final report that the orchestrator acts on (shared by the workers and the sweep driver)."""
+"""Keys of a run's final report that the orchestrator acts on, and where the report is written (shared by the
+workers, which write it, and the sweep driver, which reads it)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
 
 # In the final report only: the run trained every epoch and evaluated the result. A trial stopped early by the
 # scheduler never sends it, so its half-trained metrics are never told to Optuna as COMPLETE.
@@ -9,3 +15,18 @@ DIVERGENCE_REASON = "divergence"
 # Rank 0 writes a run's last report (final metrics, or the divergence) to this file in the run's output directory:
 # Ray Train's `Result.metrics` holds the newest *checkpointed* report only, which is the last epoch's.
 OUTCOME_FILE = "run_outcome.json"
+
+
+def seed_dir(output_dir: str | Path, seed: int) -> Path:
+    """Where one seed of a repeated-seed run writes its model, evaluation and outcome."""
+    return Path(output_dir) / f"seed-{seed}"
+
+
+def finished_outcome(run_dir: Path) -> dict | None:
+    """The final report in `run_dir/OUTCOME_FILE` (written atomically, last) when it says the run finished, else None
+    (no file yet, a diverged run, an unreadable file)."""
+    try:
+        outcome = json.loads((run_dir / OUTCOME_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return outcome if outcome.get(TRIAL_COMPLETE) else None

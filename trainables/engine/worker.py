@@ -41,7 +41,14 @@ from trainables.objectives import (
     resolve_method,
     unlearning_loss,
 )
-from trainables.report_keys import DIVERGED, DIVERGENCE_REASON, OUTCOME_FILE, TRIAL_COMPLETE
+from trainables.report_keys import (
+    DIVERGED,
+    DIVERGENCE_REASON,
+    OUTCOME_FILE,
+    TRIAL_COMPLETE,
+    finished_outcome,
+    seed_dir,
+)
 
 STATE_FILE = "trial_state.json"
 
@@ -122,20 +129,19 @@ def train_worker(job_dict: dict) -> None:
     clock.lap("data")
     ref = _reference_model(job, cfg, method, world, device) if method and method.needs_ref else None
     clock.lap("reference")
-    run = _Run(job, cfg, rank, world, device, tokenizer, data, method, ref)
+    run = _Run(job, rank, world, device, tokenizer, data, method, ref)
     checkpoint = ray.train.get_checkpoint()
     if not job.seeds:
         final = run.train_and_evaluate(cfg, Path(job.output_dir), checkpoint)
         _report_outcome({**final, **clock.seconds}, Path(job.output_dir), rank, worker_started_at=clock.started_at)
         return
     for seed in _unfinished_seeds(job, rank):
-        seed_dir = Path(job.output_dir) / f"seed-{seed}"
         seed_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})})
-        final = run.train_and_evaluate(seed_cfg, seed_dir, checkpoint)
+        final = run.train_and_evaluate(seed_cfg, seed_dir(job.output_dir, seed), checkpoint)
         if final.get(DIVERGED):
             _report_outcome({**final, "seed": seed}, Path(job.output_dir), rank)
             return
-        _report_outcome(final, seed_dir, rank)
+        _report_outcome(final, seed_dir(job.output_dir, seed), rank)
         del final
         gc.collect()  # the seed's engine and model, before the next seed builds its own
     _report_outcome({TRIAL_COMPLETE: 1, "seeds_trained": len(job.seeds), **clock.seconds}, Path(job.output_dir),
@@ -143,19 +149,12 @@ def train_worker(job_dict: dict) -> None:
 
 
 def _unfinished_seeds(job: WorkerJob, rank: int) -> list[int]:
-    """The seeds of `job` whose outcome file (written atomically, last) does not say they finished.
+    """The seeds of `job` whose outcome file does not say they finished.
 
     Rank 0 wrote those files, so rank 0 reads them and tells the others: a rank on another node could see a stale
     copy of the shared directory, train a different set of seeds and hang the run's collectives.
     """
-    def finished(seed: int) -> bool:
-        try:
-            outcome = json.loads((Path(job.output_dir) / f"seed-{seed}" / OUTCOME_FILE).read_text())
-        except (OSError, ValueError):
-            return False
-        return bool(outcome.get(TRIAL_COMPLETE))
-
-    chosen = [[s for s in job.seeds if not finished(s)] if rank == 0 else None]
+    chosen = [[s for s in job.seeds if finished_outcome(seed_dir(job.output_dir, s)) is None] if rank == 0 else None]
     if dist.is_initialized() and dist.get_world_size() > 1:
         dist.broadcast_object_list(chosen, src=0)
     return chosen[0]
@@ -166,7 +165,6 @@ class _Run:
     """What every seed of a run shares: the job, worker place, tokenizer, tokenised data, method, reference model."""
 
     job: WorkerJob
-    cfg: TrialConfig
     rank: int
     world: int
     device: torch.device
