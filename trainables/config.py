@@ -7,6 +7,7 @@ that only exist at run time (models, tokenizers, process groups) are never part 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -16,6 +17,17 @@ class StrictModel(BaseModel):
     """Refuses unknown keys, so a typo in a config file is an error that names the key, not a silent default."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def _absolute_if_local(value: str | None) -> str | None:
+    """A relative path that exists here, made absolute where the config is read (the driver).
+
+    Ray workers run in directories of their own, so a relative `data.path` or model directory that the driver
+    found would not be found by them; hub names (`locuslab/TOFU`) and absolute paths are kept as given.
+    """
+    if value is None or Path(value).is_absolute() or not Path(value).expanduser().exists():
+        return value
+    return str(Path(value).expanduser().resolve())
 
 
 class SyntheticConfig(StrictModel):
@@ -41,9 +53,31 @@ class DataConfig(StrictModel):
     )
     forget_split: str = Field("forget10", description="TOFU: forget01/05/10; MUSE: ignored (raw/forget)")
     retain_split: str = Field("retain90", description="TOFU: retain90/95/99; MUSE: retain1 or retain2")
-    holdout_split: str = Field("holdout10", description="TOFU: holdout01/05/10; MUSE: ignored (raw/holdout)")
+    holdout_split: str | None = Field(
+        "holdout10",
+        description="TOFU: holdout01/05/10, or null to run without MIA and PrivLeak (a configured split that is "
+        "missing is an error); synthetic-tofu: ignored (its generated holdout); MUSE: ignored (raw/holdout)",
+    )
     max_length: int = Field(128, ge=8, le=32768, description="tokens per sequence, longer ones are truncated")
+    max_truncated: float = Field(
+        0.05, ge=0, le=1,
+        description="largest share of the rows of any split that max_length may truncate; more is refused before "
+        "compute (1.0 allows any)",
+    )
+    forget_limit: int | None = Field(
+        None, ge=1, description="keep only the first N forget rows (a deterministic subset for CPU runs)",
+    )
+    retain_limit: int | None = Field(
+        None, ge=1,
+        description="keep N retain rows: the rows of the retain questions TOFU evaluates (retain_perturbed) first, "
+        "then the first others in file order",
+    )
     synthetic: SyntheticConfig = SyntheticConfig()
+
+    @field_validator("path")
+    @classmethod
+    def _local_path(cls, v: str | None) -> str | None:
+        return _absolute_if_local(v)
 
 
 class TinyModelConfig(StrictModel):
@@ -74,6 +108,11 @@ class ModelConfig(StrictModel):
     trust_remote_code: bool = False
     lora: LoraConfig | None = None
     tiny: TinyModelConfig = TinyModelConfig()
+
+    @field_validator("name_or_path")
+    @classmethod
+    def _local_path(cls, v: str) -> str:
+        return v if v == "tiny-llama" else _absolute_if_local(v)
 
 
 class MethodConfig(StrictModel):
@@ -143,7 +182,16 @@ class EvalConfig(StrictModel):
 
     every: int = Field(0, ge=0, description="evaluate every N epochs as well as at the end (0: end only)")
     batch_size: int = Field(16, ge=1)
-    max_new_tokens: int = Field(32, ge=1)
+    max_new_tokens: int | None = Field(
+        None, ge=1,
+        description="greedy generation length for ROUGE; None: open-unlearning's per benchmark (TOFU 200, MUSE "
+        "verbmem 128, MUSE knowmem 32)",
+    )
+    definitions: Literal["open-unlearning", "exact"] = Field(
+        "open-unlearning",
+        description="open-unlearning: its formulas with their epsilons and edge cases, comparable with published "
+        "tables; exact: log-space forms that stay exact where probabilities underflow",
+    )
     layer_profile: bool = Field(True, description="entanglement at every layer, not only the target layer")
 
 
@@ -152,6 +200,11 @@ class PrepareConfig(StrictModel):
 
     enabled: bool = Field(True, description="False: `model` is already the target (e.g. a released TOFU model)")
     oracle_path: str | None = Field(None, description="with enabled=False: the retain-only model, if any")
+    oracle_logs: str | None = Field(
+        None,
+        description="an open-unlearning TOFU_EVAL.json / MUSE_EVAL.json of a retain model: the oracle reference of "
+        "forget quality and PrivLeak (with enabled=False no oracle is trained)",
+    )
     epochs: int = Field(30, ge=1)
     lr: float = Field(3e-3, gt=0)
     micro_batch_size: int = Field(16, ge=1)

@@ -21,7 +21,11 @@ from trainables.model.loading import load_causal_lm, load_tokenizer, num_layers
 def evaluate_saved_model(model_dir: str | Path, cfg: TrialConfig, target_layer: int | None = None,
                          oracle_path: str | None = None, out_dir: str | Path | None = None,
                          metrics: list[str] | None = None) -> dict:
-    """Evaluate the model saved in `model_dir` on `cfg.data`'s benchmark and return the aggregates.
+    """Evaluate the model saved in `model_dir` on `cfg.data`'s benchmark and return its aggregates record.
+
+    The record is what `eval_aggregates.json` holds (`EvalResult.aggregates_json`): every metric value plus
+    `eval_definitions`, `eval_definitions_version` and `missing_reasons`, so a caller can say why a metric is
+    missing; callers that want only numbers filter by type.
 
     Args:
         model_dir: A saved HF model (a trial's `final_model`, a prepared target, any local model).
@@ -45,14 +49,14 @@ def evaluate_saved_model(model_dir: str | Path, cfg: TrialConfig, target_layer: 
                       max_length=cfg.data.max_length, oracle=oracle, metrics=metrics)
     if out_dir is not None:
         save_eval(result, Path(out_dir))
-    return result.aggregates
+    return result.aggregates_json()
 
 
 def load_eval(directory: str | Path) -> EvalResult:
-    """Read back the evaluation that `save_eval` wrote to `directory`."""
+    """Read back the evaluation that `save_eval` wrote to `directory`, definitions and missing reasons included."""
     d = Path(directory)
-    return EvalResult(aggregates=json.loads((d / AGGREGATES_FILE).read_text()),
-                      per_item=json.loads((d / PER_ITEM_FILE).read_text()))
+    return EvalResult.from_json(json.loads((d / AGGREGATES_FILE).read_text()),
+                                json.loads((d / PER_ITEM_FILE).read_text()))
 
 
 def oracle_reference_from_dir(directory: str | Path) -> OracleReference:

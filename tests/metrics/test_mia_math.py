@@ -11,9 +11,22 @@ from sklearn.metrics import roc_auc_score
 from trainables.metrics import mia
 
 
-def test_min_k_keeps_the_lowest_int_n_k_tokens():
-    assert mia.min_k_score(np.array([-1.0, -5.0, -2.0, -4.0, -3.0])) == pytest.approx(4.5)  # int(5 * 0.4) = 2
-    assert mia.min_k_score(np.array([-1.0, -3.0])) == pytest.approx(3.0)  # int(0.8) = 0 -> at least 1
+@pytest.mark.parametrize("definitions", ["open-unlearning", "exact"])
+def test_min_k_keeps_the_lowest_int_n_k_tokens(definitions):
+    scores = np.array([-1.0, -5.0, -2.0, -4.0, -3.0])
+    assert mia.min_k_score(scores, definitions=definitions) == pytest.approx(4.5)  # int(5 * 0.4) = 2
+    assert mia.min_k_score(np.array([-1.0, -3.0]), definitions=definitions) == pytest.approx(3.0)  # >= 1 kept
+
+
+def test_min_k_of_no_tokens():
+    """open-unlearning scores an answer with no tokens left (EOS only, last token dropped) 0; exact never has one."""
+    empty = np.array([])
+    assert mia.min_k_score(empty) == 0.0
+    assert mia.min_k_plus_plus_score(empty, empty, empty) == 0.0
+    with pytest.raises(ValueError, match="at least one token"):
+        mia.min_k_score(empty, definitions="exact")
+    with pytest.raises(ValueError, match="at least one token"):
+        mia.min_k_plus_plus_score(empty, empty, empty, definitions="exact")
 
 
 def test_min_k_plus_plus_standardises_by_the_vocab_distribution():
@@ -49,9 +62,16 @@ def test_mia_auc_empty_holdout_is_a_clear_error():
         mia.mia_auc([0.1, 0.2], [])
 
 
-def test_privleak_sign():
-    assert mia.privleak(1.0, 0.5) == pytest.approx(-100.0)  # forget set fully exposed: under-unlearning
-    assert mia.privleak(0.2, 0.5) == pytest.approx(60.0)  # less member-like than the reference: over-unlearning
-    assert mia.privleak(0.5, 0.5) == 0.0
-    with pytest.raises(ValueError):
-        mia.privleak(0.5, 1.0)
+@pytest.mark.parametrize("definitions", ["open-unlearning", "exact"])
+def test_privleak_sign(definitions):
+    assert mia.privleak(1.0, 0.5, definitions=definitions) == pytest.approx(-100.0)  # exposed: under-unlearning
+    assert mia.privleak(0.2, 0.5, definitions=definitions) == pytest.approx(60.0)  # less member-like: over-unlearning
+    assert mia.privleak(0.5, 0.5, definitions=definitions) == 0.0
+
+
+def test_privleak_at_reference_auc_1():
+    """open-unlearning divides by `(1 - 1) + 1e-10`: (1 - 0.5) / 1e-10 * 100 = 5e11; exact: undefined."""
+    assert mia.privleak(0.5, 1.0) == pytest.approx(5e11)
+    assert mia.privleak(1.0, 1.0) == 0.0
+    with pytest.raises(ValueError, match="auc_ref == 1 under eval.definitions=exact"):
+        mia.privleak(0.5, 1.0, definitions="exact")

@@ -4,6 +4,7 @@
 `representation`) takes numbers and can be used on its own.
 """
 
+from trainables.metrics.definitions import DEFINITIONS_VERSION
 from trainables.metrics.evaluate import EvalResult, evaluate, oracle_reference, save_eval
 from trainables.metrics.mia import privleak
 from trainables.metrics.registry import METRICS, OracleReference
@@ -11,6 +12,7 @@ from trainables.metrics.representation import entanglement, probe_recoverability
 from trainables.metrics.tofu import forget_quality, model_utility
 
 __all__ = [
+    "DEFINITIONS_VERSION",
     "METRICS",
     "EvalResult",
     "OracleReference",

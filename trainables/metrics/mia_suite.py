@@ -1,7 +1,8 @@
 """Membership-inference AUCs (forget = members, holdout = non-members) and PrivLeak, as registered `METRICS`.
 
 MISSING when the benchmark has no holdout set. Every attack reuses the answer scores of forget and holdout
-(`EvalContext.answer_scores`), so the four attacks cost one forward pass per set.
+(`EvalContext.answer_scores`), so the four attacks cost one forward pass per set. Which tokens min-k and min-k++
+score and which text zlib compresses follow `eval.definitions` (`scoring.ItemScores`, `mia.zlib_score`).
 """
 
 from __future__ import annotations
@@ -9,35 +10,40 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from trainables.metrics import mia
-from trainables.metrics.registry import MISSING, EvalContext, MetricResult, metric
-from trainables.metrics.scoring import ItemScores
+from trainables.metrics.definitions import EXACT
+from trainables.metrics.registry import NO_ORACLE, EvalContext, MetricResult, metric, missing
 
-Attack = Callable[[ItemScores, list[str]], list[float]]
+Attack = Callable[[EvalContext, str], list[float]]
 
 
 def _auc(ctx: EvalContext, attack: Attack) -> MetricResult:
-    forget, holdout = ctx.examples("forget"), ctx.examples("holdout")
-    if not forget or not holdout:
-        return MISSING
-    scores = {split: attack(ctx.answer_scores(split), [ex.answer for ex in ctx.examples(split)])
-              for split in ("forget", "holdout")}
-    return MetricResult(mia.mia_auc(scores["forget"], scores["holdout"]))
+    if not ctx.examples("holdout"):
+        return missing(f"no holdout split in {ctx.source()}: MIA needs non-members")
+    if not ctx.examples("forget"):
+        return missing(f"no forget split in {ctx.source()}: MIA needs members")
+    return MetricResult(mia.mia_auc(attack(ctx, "forget"), attack(ctx, "holdout")))
 
 
-def _loss(s: ItemScores, texts: list[str]) -> list[float]:
-    return [mia.loss_score(x) for x in s.avg_nll]
+def _loss(ctx: EvalContext, split: str) -> list[float]:
+    return [mia.loss_score(x) for x in ctx.answer_scores(split).avg_nll]
 
 
-def _zlib(s: ItemScores, texts: list[str]) -> list[float]:
-    return [mia.zlib_score(x, text) for x, text in zip(s.avg_nll, texts)]
+def _zlib(ctx: EvalContext, split: str) -> list[float]:
+    if ctx.cfg.definitions == EXACT:
+        texts = [ex.answer for ex in ctx.examples(split)]
+    else:
+        texts = ctx.answer_texts(split)
+    return [mia.zlib_score(x, text) for x, text in zip(ctx.answer_scores(split).avg_nll, texts)]
 
 
-def _min_k(s: ItemScores, texts: list[str]) -> list[float]:
-    return [mia.min_k_score(lp) for lp in s.token_logprobs]
+def _min_k(ctx: EvalContext, split: str) -> list[float]:
+    return [mia.min_k_score(lp, definitions=ctx.cfg.definitions) for lp in ctx.answer_scores(split).token_logprobs]
 
 
-def _min_k_plus_plus(s: ItemScores, texts: list[str]) -> list[float]:
-    return [mia.min_k_plus_plus_score(lp, mu, sd) for lp, mu, sd in zip(s.token_logprobs, s.vocab_mean, s.vocab_std)]
+def _min_k_plus_plus(ctx: EvalContext, split: str) -> list[float]:
+    s = ctx.answer_scores(split)
+    return [mia.min_k_plus_plus_score(lp, mu, sd, definitions=ctx.cfg.definitions)
+            for lp, mu, sd in zip(s.token_logprobs, s.vocab_mean, s.vocab_std)]
 
 
 @metric("mia_loss", ("tofu",))
@@ -48,7 +54,7 @@ def mia_loss(ctx: EvalContext) -> MetricResult:
 
 @metric("mia_zlib", ("tofu",))
 def mia_zlib(ctx: EvalContext) -> MetricResult:
-    """AUC of the zlib attack (NLL over the zlib-compressed length of the answer text)."""
+    """AUC of the zlib attack (NLL over the zlib-compressed length of the answer)."""
     return _auc(ctx, _zlib)
 
 
@@ -68,10 +74,17 @@ def mia_min_k_plus_plus(ctx: EvalContext) -> MetricResult:
 def privleak(ctx: EvalContext) -> MetricResult:
     """PrivLeak of `mia_min_k` against the oracle's min-k AUC (depends on `mia_min_k`; needs the oracle).
 
-    Also MISSING when the oracle's AUC is exactly 1, where the relative difference is undefined.
+    Without an oracle AUC it is MISSING under both definitions (open-unlearning would assume 0.5). Under exact it
+    is also MISSING when the oracle's AUC is exactly 1, where the relative difference is undefined.
     """
-    auc = ctx.metric("mia_min_k").value
-    ref = None if ctx.oracle is None else ctx.oracle.mia_min_k_auc
-    if auc is None or ref is None or ref == 1.0:
-        return MISSING
-    return MetricResult(mia.privleak(auc, ref))
+    own = ctx.metric("mia_min_k")
+    if own.value is None:
+        return missing(f"mia_min_k is missing: {own.reason}")
+    if ctx.oracle is None:
+        return missing(NO_ORACLE)
+    ref = ctx.oracle.mia_min_k_auc
+    if ref is None:
+        return missing("the oracle reference has no min-k AUC (its evaluation lacked mia_min_k)")
+    if ctx.cfg.definitions == EXACT and ref == 1.0:
+        return missing("oracle min-k AUC is 1: PrivLeak undefined under eval.definitions=exact")
+    return MetricResult(mia.privleak(own.value, ref, definitions=ctx.cfg.definitions))

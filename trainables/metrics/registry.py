@@ -7,7 +7,7 @@ utility <- retain / real-authors / world-facts Prob, ROUGE, truth ratio; privlea
 the three entanglement measures <- one entanglement computation <- representations.
 
 A metric whose data set is absent, or that needs an oracle reference when none was given, is MISSING: its value is
-None, never a stand-in 0 or 1.
+None, never a stand-in 0 or 1, and its `reason` says why (`missing`), so a report can tell the user what to supply.
 """
 
 from __future__ import annotations
@@ -35,13 +35,21 @@ class MetricResult:
         value: The aggregate (None = MISSING: data set or oracle absent).
         per_item: Per-item values in the order of the data set the metric reads, or None where there are none
             (AUCs, forget quality, model utility).
+        reason: Why the value is MISSING; or, for a value computed from only some of its inputs (model utility
+            without some of its parts), which were left out and why. None otherwise.
     """
 
     value: float | None
     per_item: list | None = None
+    reason: str | None = None
 
 
-MISSING = MetricResult(None, None)
+NO_ORACLE = "no oracle reference: set prepare.enabled, prepare.oracle_path or prepare.oracle_logs"
+
+
+def missing(reason: str) -> MetricResult:
+    """A MISSING result that says why (the data set, oracle or setting it would need)."""
+    return MetricResult(None, None, reason)
 
 
 @dataclass
@@ -76,7 +84,7 @@ class EvalContext:
         model: HF causal LM (optionally peft-wrapped).
         tokenizer: its tokenizer.
         benchmark: the data.
-        cfg: batch size, generation length, whether to profile every layer.
+        cfg: batch size, generation length, metric definitions, whether to profile every layer.
         target_layer: 0-based decoder layer whose output CLReg shapes (`trainables.model.layers`).
         max_length: tokens per sequence.
         oracle: the retain-only model's reference numbers, or None.
@@ -108,26 +116,49 @@ class EvalContext:
                    "holdout": self.benchmark.holdout}
         return builtin[split] if split in builtin else self.benchmark.eval_sets.get(split, [])
 
+    def source(self) -> str:
+        """Where the benchmark was read from, for MISSING reasons (its name when it has no source)."""
+        return self.benchmark.source or self.benchmark.name
+
     def retain_split(self) -> str:
         """The retain set evaluated on: TOFU's `retain_perturbed` (a subset of retain with paraphrased / perturbed
         answers) when present, else the retain training set."""
         return "retain_perturbed" if self.examples("retain_perturbed") else "retain"
 
     def answer_scores(self, split: str) -> scoring.ItemScores:
-        """Teacher-forced scores of the answers of `split`."""
+        """Teacher-forced scores of the answers of `split`, token-level fields per `cfg.definitions`."""
         return self.cached(("answers", split), lambda: scoring.score_answers(
-            self.model, self.tokenizer, self.examples(split), self.max_length, self.cfg.batch_size))
+            self.model, self.tokenizer, self.examples(split), self.max_length, self.cfg.batch_size,
+            definitions=self.cfg.definitions))
+
+    def answer_texts(self, split: str) -> list[str]:
+        """The answers of `split` as their label tokens decode (`scoring.answer_texts`)."""
+        return self.cached(("answer_texts", split), lambda: scoring.answer_texts(
+            self.tokenizer, self.examples(split), self.max_length))
+
+    def rouge_references(self, split: str) -> list[str]:
+        """What the generations of `split` are scored against, per `cfg.definitions` (`scoring.rouge_references`)."""
+        return scoring.rouge_references(self.tokenizer, self.examples(split), self.max_length,
+                                        definitions=self.cfg.definitions)
 
     def alternative_nll(self, split: str, which: str) -> np.ndarray:
         """`scoring.score_alternatives` of `split`: `[N]` paraphrased or `[N, K]` NaN-padded perturbed NLLs."""
         return self.cached(("alternatives", split, which), lambda: scoring.score_alternatives(
             self.model, self.tokenizer, self.examples(split), which, self.max_length, self.cfg.batch_size))
 
-    def generations(self, split: str) -> list[str]:
-        """Greedy answers to the prompts of `split`."""
-        return self.cached(("generations", split), lambda: scoring.generate_answers(
-            self.model, self.tokenizer, self.examples(split), self.cfg.max_new_tokens, self.cfg.batch_size,
-            self.max_length))
+    def generations(self, split: str, default_max_new_tokens: int, stop_strings: tuple[str, ...] = ()) -> list[str]:
+        """Greedy answers to the prompts of `split`.
+
+        Args:
+            split: the data set.
+            default_max_new_tokens: the benchmark's own generation length (open-unlearning's), used unless
+                `cfg.max_new_tokens` sets one for every set.
+            stop_strings: where the benchmark cuts an answer (MUSE knowmem), kept whatever the length.
+        """
+        length = self.cfg.max_new_tokens if self.cfg.max_new_tokens is not None else default_max_new_tokens
+        return self.cached(("generations", split, length, stop_strings), lambda: scoring.generate_answers(
+            self.model, self.tokenizer, self.examples(split), length, self.cfg.batch_size, self.max_length,
+            stop_strings))
 
     def layers(self) -> list[int]:
         """Layers whose representations are collected: all of them with `cfg.layer_profile`, else the target."""

@@ -4,33 +4,38 @@ Entanglement compares forget with the retain eval set (`EvalContext.retain_split
 holdout, both never-seen-by-the-probe sets, so its accuracy measures what the representation still encodes about
 membership. Representations of every layer come from one forward pass per set (`EvalContext.representations`), and
 each layer's entanglement is computed once and shared by the three scalar metrics and the profile. MISSING when a
-set has fewer than 2 items.
+set has fewer than 2 items. Same under both `eval.definitions`.
 """
 
 from __future__ import annotations
 
-from trainables.metrics.registry import MISSING, EvalContext, MetricResult, metric
+from trainables.metrics.registry import EvalContext, MetricResult, metric, missing
 from trainables.metrics.representation import entanglement, probe_recoverability
 
 BOTH = ("tofu", "muse")
 
 
-def _has_pair(ctx: EvalContext, first: str, second: str) -> bool:
-    return len(ctx.examples(first)) >= 2 and len(ctx.examples(second)) >= 2
-
-
-def _entanglement(ctx: EvalContext, layer: int) -> dict | None:
-    """`representation.entanglement` of forget vs retain at `layer`; None when a set is too small."""
-    retain = ctx.retain_split()
-    if not _has_pair(ctx, "forget", retain):
+def _too_small(ctx: EvalContext, first: str, second: str) -> MetricResult | None:
+    """MISSING with a reason unless both sets have at least 2 items (a covariance and a probe need 2), else None."""
+    sizes = {split: len(ctx.examples(split)) for split in (first, second)}
+    if min(sizes.values()) >= 2:
         return None
+    have = ", ".join(f"{split} {n}" for split, n in sizes.items())
+    return missing(f"needs at least 2 items in each of {first} and {second} in {ctx.source()}; has {have}")
+
+
+def _entanglement(ctx: EvalContext, layer: int) -> dict | MetricResult:
+    """`representation.entanglement` of forget vs retain at `layer`; MISSING when a set is too small."""
+    retain = ctx.retain_split()
+    if (small := _too_small(ctx, "forget", retain)) is not None:
+        return small
     return ctx.cached(("entanglement", layer), lambda: entanglement(
         ctx.representations("forget")[layer], ctx.representations(retain)[layer]))
 
 
 def _at_target(ctx: EvalContext, key: str) -> MetricResult:
     values = _entanglement(ctx, ctx.target_layer)
-    return MISSING if values is None else MetricResult(values[key])
+    return values if isinstance(values, MetricResult) else MetricResult(values[key])
 
 
 @metric("entanglement_variance", BOTH)
@@ -58,16 +63,18 @@ def entanglement_profile(ctx: EvalContext) -> MetricResult:
     Not a scalar: `value` is always None and `per_item` holds one `{"layer", "variance", "mk_mmd", "w2"}` dict per
     decoder layer, bottom to top.
     """
-    if not ctx.cfg.layer_profile or _entanglement(ctx, ctx.target_layer) is None:
-        return MISSING
+    if not ctx.cfg.layer_profile:
+        return missing("eval.layer_profile is false")
+    if isinstance(small := _entanglement(ctx, ctx.target_layer), MetricResult):
+        return small
     return MetricResult(None, [{"layer": layer, **_entanglement(ctx, layer)} for layer in ctx.layers()])
 
 
 @metric("probe_recoverability", BOTH)
 def probe_recoverability_metric(ctx: EvalContext) -> MetricResult:
     """Cross-validated accuracy of a linear probe telling forget from holdout at the target layer."""
-    if not _has_pair(ctx, "forget", "holdout"):
-        return MISSING
+    if (small := _too_small(ctx, "forget", "holdout")) is not None:
+        return small
     layer = ctx.target_layer
     return MetricResult(probe_recoverability(ctx.representations("forget")[layer],
                                              ctx.representations("holdout")[layer]))

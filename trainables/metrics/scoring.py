@@ -5,6 +5,8 @@ in batches of `batch_size`, on the model's device, and works the same for a plai
 one. Scoring uses right padding (`collate`): with a causal mask the scores of a sequence do not depend on what it is
 batched with. Generation uses left padding (`collate_prompts`) so that every row continues from its last prompt
 token with the KV cache. The metric math over these numbers lives in `tofu.py`, `mia.py` and `representation.py`.
+Where `eval.definitions` changes what is scored (which tokens the token-level statistics cover, which text is the
+reference), the function takes a keyword `definitions`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch.nn.functional as F
 
 from trainables.data.formatting import IGNORE_INDEX, Encoded, collate, collate_prompts, encode, encode_prompt
 from trainables.data.schema import Example
+from trainables.metrics.definitions import EXACT, OPEN_UNLEARNING, check
 from trainables.metrics.mia import VARIANCE_FLOOR
 from trainables.model.layers import hidden_state_index, mean_pool
 
@@ -27,10 +30,15 @@ from trainables.model.layers import hidden_state_index, mean_pool
 class ItemScores:
     """Teacher-forced scores of N answers.
 
-    Sequence-level fields cover every answer token, EOS included (TOFU's Probability). Token-level fields drop a
-    trailing EOS, as open-unlearning's `tokenwise_logprobs` does for MIA, ES and EM: whether the model predicts the
-    end of the answer says nothing about whether it memorised the answer. An answer that is only EOS keeps it, so
-    every item has at least one token.
+    Sequence-level fields cover every answer token, EOS included (TOFU's Probability), under both definitions.
+    Token-level fields (min-k, min-k++, ES, EM) leave out the end of the answer, because whether the model predicts
+    the end says nothing about whether it memorised the answer; the definitions differ in how:
+
+    - open-unlearning: the last labelled token is always dropped, as its `tokenwise_logprobs` does, also when it is
+      not EOS (an answer truncated by `max_length`, whose last kept token is then a real one). An answer that was
+      only EOS has no tokens left (min-k 0, ES 0, EM None).
+    - exact: a trailing EOS is dropped; a truncated answer keeps all its tokens, and an answer that is only EOS
+      keeps it, so every item has at least one token.
 
     Attributes:
         avg_nll: `[N]` mean answer-token NLL.
@@ -100,12 +108,15 @@ def _score_batch(model, batch: dict[str, torch.Tensor]) -> dict[str, list[np.nda
     return {k: [t.cpu().numpy() for t in v.split(counts)] for k, v in columns.items()}
 
 
-def _trim_eos(array: np.ndarray, labels: np.ndarray, eos_id: int | None) -> np.ndarray:
+def _token_level(array: np.ndarray, labels: np.ndarray, eos_id: int | None, definitions: str) -> np.ndarray:
+    """The positions of one answer that the token-level statistics cover (`ItemScores`)."""
+    if definitions == OPEN_UNLEARNING:
+        return array[:-1]
     return array[:-1] if len(labels) > 1 and labels[-1] == eos_id else array
 
 
 def score_answers(model, tokenizer, examples: Sequence[Example], max_length: int, batch_size: int,
-                  answers: Sequence[str] | None = None) -> ItemScores:
+                  answers: Sequence[str] | None = None, *, definitions: str = OPEN_UNLEARNING) -> ItemScores:
     """Teacher-forced scores of each example's answer (or of `answers[i]` in its place).
 
     Args:
@@ -115,10 +126,12 @@ def score_answers(model, tokenizer, examples: Sequence[Example], max_length: int
         max_length: tokens per sequence (longer ones are truncated as `encode` does).
         batch_size: sequences per forward pass.
         answers: N replacement answers (paraphrased or perturbed ones), or None to score `example.answer`.
+        definitions: which answer tokens the token-level fields cover (`ItemScores`).
 
     Returns:
         `ItemScores` of the N items, in order.
     """
+    check(definitions)
     if answers is not None and len(answers) != len(examples):
         raise ValueError(f"{len(answers)} answers for {len(examples)} examples")
     encoded = [encode(tokenizer, ex, max_length, None if answers is None else answers[i])
@@ -133,7 +146,7 @@ def score_answers(model, tokenizer, examples: Sequence[Example], max_length: int
     eos, labels = tokenizer.eos_token_id, rows["label"]
 
     def trimmed(key: str, dtype: type) -> list[np.ndarray]:
-        return [_trim_eos(v, y, eos).astype(dtype) for v, y in zip(rows[key], labels)]
+        return [_token_level(v, y, eos, definitions).astype(dtype) for v, y in zip(rows[key], labels)]
 
     return ItemScores(avg_nll=sum_nll / n_tokens, sum_nll=sum_nll, n_tokens=n_tokens,
                       token_logprobs=trimmed("token", np.float64), vocab_mean=trimmed("mu", np.float64),
@@ -146,9 +159,10 @@ def score_alternatives(model, tokenizer, examples: Sequence[Example], which: str
     """Average answer-token NLL of the alternative answers the truth ratio compares.
 
     Args:
-        which: "paraphrased": each example's `paraphrased_answer`, or its `answer` where it has none (TOFU's
-            real-authors / world-facts sets); "perturbed": every `perturbed_answer`, all of them scored in one
-            batched pass over the flattened list and regrouped per example.
+        which: "paraphrased": each example's `paraphrased_answer`, or its `answer` where it has none (the
+            correct answer of the forget / retain truth ratio; real authors and world facts use `answer` itself);
+            "perturbed": every `perturbed_answer`, all of them scored in one batched pass over the flattened list
+            and regrouped per example.
 
     Returns:
         "paraphrased": `[N]`. "perturbed": `[N, K]` with K the largest number of perturbed answers of an example;
@@ -170,26 +184,66 @@ def score_alternatives(model, tokenizer, examples: Sequence[Example], which: str
     return grouped
 
 
+def answer_texts(tokenizer, examples: Sequence[Example], max_length: int) -> list[str]:
+    """Each answer as the model saw it: its label tokens under `encode` decoded, special tokens (EOS) skipped.
+
+    A truncated answer is the truncated text; nothing is stripped (open-unlearning's zlib attack compresses exactly
+    this text, and its ROUGE reference is this text stripped).
+    """
+    texts = []
+    for ex in examples:
+        labels = encode(tokenizer, ex, max_length).labels
+        texts.append(tokenizer.decode([t for t in labels if t != IGNORE_INDEX], skip_special_tokens=True))
+    return texts
+
+
+def rouge_references(tokenizer, examples: Sequence[Example], max_length: int, *,
+                     definitions: str = OPEN_UNLEARNING) -> list[str]:
+    """The texts greedy generations are scored against by ROUGE.
+
+    - open-unlearning: the answer's label tokens decoded and stripped (`answer_texts`), as its
+      `eval_text_similarity` does; an answer that `max_length` truncates is compared as the truncated text.
+    - exact: `example.answer`, the full answer text.
+    """
+    if check(definitions) == EXACT:
+        return [ex.answer for ex in examples]
+    return [t.strip() for t in answer_texts(tokenizer, examples, max_length)]
+
+
+def cut_at_stop_strings(text: str, stop_strings: Sequence[str]) -> str:
+    """`text` up to the first occurrence of each stop string in turn, stripped (open-unlearning's cut, in order)."""
+    for stop in stop_strings:
+        if stop:
+            text = text.split(stop)[0]
+    return text.strip()
+
+
 def generate_answers(model, tokenizer, examples: Sequence[Example], max_new_tokens: int, batch_size: int,
-                     max_length: int) -> list[str]:
+                     max_length: int, stop_strings: Sequence[str] = ()) -> list[str]:
     """Greedy answers to each example's prompt, batched with left padding and the KV cache.
 
-    Only the new tokens are decoded (special tokens, hence EOS and padding, skipped) and surrounding whitespace is
-    stripped, as open-unlearning does before ROUGE. Generation stops at the tokenizer's EOS.
+    Generation stops at the tokenizer's EOS, after `max_new_tokens`, or once a row has produced one of
+    `stop_strings` (transformers' `stop_strings`; rows stop independently). Only the new tokens are decoded (special
+    tokens, hence EOS and padding, skipped), the text is cut at the first stop string (`cut_at_stop_strings`) and
+    surrounding whitespace is stripped, as open-unlearning does before ROUGE. A greedy continuation does not depend
+    on where generation stops, so stopping early changes no text, only the time.
 
     Returns:
         N strings, in order.
     """
     prompts = [encode_prompt(tokenizer, ex, max_length) for ex in examples]
     pad_id = _pad_id(tokenizer)
+    stops = [s for s in stop_strings if s]
+    extra = {"stop_strings": stops, "tokenizer": tokenizer} if stops else {}
     texts: list[str] = []
     with _inference(model):
         for chunk in _batches(prompts, batch_size):
             batch = {k: v.to(_device(model)) for k, v in collate_prompts(chunk, pad_id).items()}
             out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
-                                 pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id)
+                                 pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id, **extra)
             new_tokens = out[:, batch["input_ids"].shape[1]:]
-            texts.extend(t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+            texts.extend(cut_at_stop_strings(t, stops)
+                         for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
     return texts
 
 
