@@ -5,10 +5,12 @@ Validated as a whole before anything starts; every error names the field and the
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from orchestrator.config_files import ConfigError, apply_overrides, read_yaml, validate
 from trainables.config import StrictModel, TrialConfig
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid")
@@ -58,7 +60,10 @@ class SweepConfig(StrictModel):
     """A whole sweep."""
 
     name: str = Field("clreg-sweep", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    base: TrialConfig = TrialConfig()
+    base: TrialConfig = Field(
+        TrialConfig(), description="the trial config every trial starts from; in a file also the path of a trial "
+        "config YAML (relative to the sweep file), inlined when read",
+    )
     space: str | dict[str, Any] = Field("clreg-default", description="preset name or an inline space")
     objectives: list[Objective] = Field(
         default_factory=lambda: [Objective(metric="forget_quality"), Objective(metric="model_utility")],
@@ -79,3 +84,42 @@ class SweepConfig(StrictModel):
         if len(set(names)) != len(names):
             raise ValueError(f"objectives: each metric may appear once, got {names}")
         return self
+
+
+def load_sweep_config(path: str | Path | None, overrides: list[str]) -> SweepConfig:
+    """Read a sweep file (the embedded defaults when None), resolve `base: FILE`, apply overrides and validate.
+
+    `base` may name a trial config YAML instead of holding one, so a sweep reuses the config `run` was tried with.
+    The file is validated as a `TrialConfig` on its own, so its errors name it, and inlined: the resolved sweep file
+    saved in the sweep directory then holds the whole base (`resume` and `report` need nothing else), and
+    `--set base.x=...` applies on top. A relative path is read from the sweep file's directory; one given by
+    `--set base=FILE` from the working directory.
+
+    Raises:
+        ConfigError: naming the sweep file or the base file, the field and what is allowed.
+    """
+    source = str(path) if path is not None else "defaults"
+    data = read_yaml(path) if path is not None else {}
+    if isinstance(data.get("base"), str):
+        data["base"] = read_base_file(data["base"], Path(path).resolve().parent, source)
+    data = apply_overrides(data, overrides)
+    if isinstance(data.get("base"), str):
+        data["base"] = read_base_file(data["base"], Path.cwd(), "--set base")
+    return validate(SweepConfig, data, source)
+
+
+def read_base_file(name: str, directory: Path, source: str) -> dict[str, Any]:
+    """The mapping of trial config file `name` (relative to `directory`), refused unless it is a valid TrialConfig.
+
+    Raises:
+        ConfigError: the file is missing (naming `source`, the field and where it looked), or not a valid trial
+            config (naming the file and the field).
+    """
+    file = Path(name).expanduser()
+    file = file if file.is_absolute() else directory / file
+    if not file.is_file():
+        raise ConfigError(f"{source}: base: no trial config file {file} (base is an inline trial config or the path "
+                          f"of a trial config YAML, relative to {directory})")
+    data = read_yaml(file)
+    validate(TrialConfig, data, str(file))
+    return data

@@ -169,10 +169,9 @@ def run_pilot(steps: Steps, workdir: Path) -> None:
 
 def sweep_root(spec: SweepSpec, workdir: Path) -> Path:
     """The sweep directory: `<workdir>/<key>/<sweep name>` (storage.dir is per sweep)."""
-    from orchestrator.config_files import load_config
-    from orchestrator.sweep_config import SweepConfig
+    from orchestrator.sweep_config import load_sweep_config
 
-    cfg = load_config(SweepConfig, str(spec.file), [f"storage.dir={workdir / spec.key}"])
+    cfg = load_sweep_config(spec.file, [f"storage.dir={workdir / spec.key}"])
     return sweep_paths(cfg).root
 
 

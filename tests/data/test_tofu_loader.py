@@ -94,12 +94,24 @@ def test_missing_retain_split_is_an_error(tmp_path: Path) -> None:
         load_tofu(_cfg(_tofu_dir(tmp_path), retain_split="retain95"))
 
 
-def test_holdout_is_optional_but_a_wrong_name_is_not(tmp_path: Path) -> None:
+def test_a_configured_holdout_split_must_exist(tmp_path: Path) -> None:
     root = _tofu_dir(tmp_path)
-    with pytest.raises(DataError, match="holdout05"):
+    with pytest.raises(DataError, match="no holdout split 'holdout05'.*present there: holdout10"):
         load_tofu(_cfg(root, holdout_split="holdout05"))
     (root / "holdout10.json").unlink()
-    assert load_tofu(_cfg(root, holdout_split="holdout05")).holdout == []
+    with pytest.raises(DataError) as err:  # no holdout files at all: still an error, not a silent loss of MIA
+        load_tofu(_cfg(root))
+    message = str(err.value)
+    assert "no holdout split 'holdout10'" in message and "holdout splits present there: none" in message
+    assert "set data.holdout_split to one of them or to null to run without MIA and PrivLeak" in message
+
+
+def test_holdout_split_null_runs_without_holdout(tmp_path: Path) -> None:
+    root = _tofu_dir(tmp_path)
+    assert load_tofu(_cfg(root, holdout_split=None)).holdout == []  # also when the files exist: the config decides
+    (root / "holdout10.json").unlink()
+    bench = load_tofu(_cfg(root, holdout_split=None))
+    assert bench.holdout == [] and len(bench.forget) == 4
 
 
 def test_malformed_json_names_the_file(tmp_path: Path) -> None:

@@ -10,10 +10,14 @@ import yaml
 from orchestrator import cli
 
 
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch):
+    monkeypatch.setattr(cli.console, "width", 10_000)  # no line breaks inside the messages checked below
+
+
 @pytest.fixture
-def sweep_file(tmp_path, monkeypatch, small_overrides):
+def sweep_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cli.console.width = 400  # no line breaks inside the messages checked below
 
     def write(**changes) -> Path:
         base: dict = {"prepare": {"cache_dir": str(tmp_path / "cache")}}
@@ -31,11 +35,17 @@ def sweep_file(tmp_path, monkeypatch, small_overrides):
     return write
 
 
-def test_valid_sweep_prints_one_line_summary(sweep_file, capsys):
+def test_valid_sweep_prints_a_summary_with_the_rows_truncated(sweep_file, capsys):
     assert cli.main(["validate", str(sweep_file())]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 1 and "valid" in out[0] and "8 trials" in out[0] and "clreg.tau" in out[0]
+    assert "valid" in out[0] and "8 trials" in out[0] and "clreg.tau" in out[0]
     assert "(sampler " in out[0]
+    assert out[1] == ("data: rows truncated at data.max_length=128 (counted with the tiny-llama tokenizer prepare "
+                      "trains on the benchmark text):")
+    # the default synthetic benchmark: every set present, nothing truncated
+    assert [line.split(":")[0].strip() for line in out[2:]] == ["forget", "retain", "holdout", "retain_perturbed",
+                                                                "real_authors", "world_facts"]
+    assert out[3].startswith("  retain: 0 of 144 rows (0.0%); longest ")
 
 
 def test_summary_names_the_methods_a_space_grids_over(sweep_file, capsys):
@@ -110,3 +120,107 @@ def test_trial_tags_come_from_the_full_trial_config():
         "method": "npo", "clreg": "off", "layer": "", "trust_remote_code": "false", "seeds": "0,1"}
     base["model"]["trust_remote_code"] = True
     assert describe_trial({}, base)["trust_remote_code"] == "true"
+
+
+REAL_TOFU = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "tofu"
+
+
+@pytest.fixture
+def real_tofu_sweep(sweep_file):
+    if not (REAL_TOFU / "retain99.json").is_file():
+        pytest.skip(f"real TOFU files not found at {REAL_TOFU}")
+
+    def write(**changes) -> Path:
+        data = {"benchmark": "tofu", "path": str(REAL_TOFU), "forget_split": "forget01", "retain_split": "retain99",
+                "holdout_split": None}
+        return sweep_file(base__data={**data, **changes})
+
+    return write
+
+
+def _words(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_real_tofu_at_128_tokens_is_refused_with_the_counts(real_tofu_sweep, capsys, tmp_path):
+    assert cli.main(["validate", str(real_tofu_sweep())]) == cli.EXIT_INVALID
+    err = _words(capsys.readouterr().err)
+    assert "data.max_length=128 truncates more than data.max_truncated=0.05 (5%) of the rows of forget, retain, " \
+           "retain_perturbed" in err
+    assert "forget: 7 of 40 rows (17.5%), 21 (52.5%) with paraphrased/perturbed answers; longest 192 tokens" in err
+    assert "retain: 583 of 3960 rows (14.7%); longest 267 tokens" in err
+    assert "set data.max_length=174 (truncates at most 5% of every split) or 267 (none)" in err
+    assert not (tmp_path / "sweeps").exists() and not (tmp_path / "cache").exists()
+
+
+def test_real_tofu_counts_and_absent_holdout_are_in_the_summary(real_tofu_sweep, capsys):
+    assert cli.main(["validate", str(real_tofu_sweep(max_truncated=1.0))]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "  retain: 583 of 3960 rows (14.7%); longest 267 tokens" in out
+    assert "  real_authors: 0 of 100 rows (0.0%), 0 (0.0%) with paraphrased/perturbed answers; longest 64 tokens" in out
+    assert ("absent: holdout (data.holdout_split: null): mia_loss, mia_zlib, mia_min_k, mia_min_k_plus_plus, "
+            "privleak, probe_recoverability will be missing") in out
+
+
+def test_a_configured_holdout_split_that_is_missing_is_refused(real_tofu_sweep, capsys):
+    assert cli.main(["validate", str(real_tofu_sweep(holdout_split="holdout01"))]) == cli.EXIT_INVALID
+    err = _words(capsys.readouterr().err)
+    assert "no holdout split 'holdout01'" in err and "holdout splits present there: none" in err
+    assert "set data.holdout_split to one of them or to null to run without MIA and PrivLeak" in err
+
+
+def _base_sweep(tmp_path: Path, base: str, trial: dict | None = None) -> Path:
+    """`sweeps/s.yaml` with `base: <base>`, and `trial` written to `sweeps/configs/trial.yaml`."""
+    (tmp_path / "sweeps" / "configs").mkdir(parents=True)
+    if trial is not None:
+        (tmp_path / "sweeps" / "configs" / "trial.yaml").write_text(yaml.safe_dump(trial))
+    path = tmp_path / "sweeps" / "s.yaml"
+    path.write_text(yaml.safe_dump({"name": "from-file", "base": base, "storage": {"dir": str(tmp_path / "out")}}))
+    return path
+
+
+TRIAL = {"model": {"tiny": {"num_layers": 4}}, "train": {"lr": 3e-4}}
+
+
+def test_base_file_relative_to_the_sweep_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # not the sweep file's directory: the path is read relative to that
+    path = _base_sweep(tmp_path, "configs/trial.yaml",
+                       {**TRIAL, "prepare": {"cache_dir": str(tmp_path / "cache")}})
+    assert cli.main(["validate", str(path)]) == 0
+    assert "(4-layer tiny-llama)" in capsys.readouterr().out
+    assert cli.main(["validate", str(path), "--set", "base.model.tiny.num_layers=6"]) == 0
+    assert "(6-layer tiny-llama)" in capsys.readouterr().out
+
+
+def test_base_file_is_inlined_in_the_saved_sweep_file(tmp_path):
+    """The sweep directory's copy holds the whole base, so `resume` and `report` read it without the base file."""
+    from orchestrator.sweep import _claim_sweep_dir, load_sweep_dir, sweep_paths
+    from orchestrator.sweep_config import load_sweep_config
+
+    path = _base_sweep(tmp_path, str(tmp_path / "sweeps" / "configs" / "trial.yaml"), TRIAL)  # absolute
+    cfg = load_sweep_config(path, ["base.train.epochs=2"])
+    assert (cfg.base.model.tiny.num_layers, cfg.base.train.lr, cfg.base.train.epochs) == (4, 3e-4, 2)
+    paths = sweep_paths(cfg)
+    _claim_sweep_dir(paths, cfg, resume=False)
+    (tmp_path / "sweeps" / "configs" / "trial.yaml").unlink()
+    assert yaml.safe_load(paths.sweep_file.read_text())["base"]["train"]["lr"] == 3e-4
+    assert load_sweep_dir(paths.root) == cfg
+
+
+def test_missing_base_file_is_refused(tmp_path, capsys):
+    path = _base_sweep(tmp_path, "configs/nope.yaml")
+    assert cli.main(["validate", str(path)]) == cli.EXIT_INVALID
+    err = _words(capsys.readouterr().err)
+    assert f"{path}: base: no trial config file {tmp_path / 'sweeps' / 'configs' / 'nope.yaml'}" in err
+    assert "relative to " + str(tmp_path / "sweeps") in err
+
+
+@pytest.mark.parametrize(("trial", "expected"), [
+    ({"train": {"lr": -1}}, "train.lr: Input should be greater than 0 (got -1)"),
+    ({"trian": {"epochs": 1}}, "trian: unknown key (typo?)"),
+])
+def test_bad_field_in_the_base_file_names_that_file(tmp_path, capsys, trial, expected):
+    path = _base_sweep(tmp_path, "configs/trial.yaml", trial)
+    assert cli.main(["validate", str(path)]) == cli.EXIT_INVALID
+    assert f"{tmp_path / 'sweeps' / 'configs' / 'trial.yaml'}: {expected}" in _words(capsys.readouterr().err)
+    assert not (tmp_path / "out").exists()

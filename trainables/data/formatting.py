@@ -50,12 +50,8 @@ def _prompt_ids(tokenizer, prompt: str) -> list[int]:
     return ids
 
 
-def encode(tokenizer, example: Example, max_length: int, answer: str | None = None) -> Encoded:
-    """Tokenise `example` (or `example` with its answer replaced by `answer`) for teacher-forced scoring.
-
-    Over-long sequences lose prompt tokens from the left first and answer tokens from the right last, so at least
-    one answer token always remains to be scored.
-    """
+def _pieces(tokenizer, example: Example, answer: str | None) -> tuple[list[int], list[int]]:
+    """Prompt ids and answer ids (EOS included) of `example`, before any truncation."""
     prompt, target = prompt_and_answer(tokenizer, example.question, example.answer if answer is None else answer,
                                        example.raw)
     p_ids = _prompt_ids(tokenizer, prompt)
@@ -64,6 +60,22 @@ def encode(tokenizer, example: Example, max_length: int, answer: str | None = No
         a_ids = a_ids + [tokenizer.eos_token_id]
     if not a_ids:
         a_ids = [tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.pad_token_id]
+    return p_ids, a_ids
+
+
+def full_length(tokenizer, example: Example, answer: str | None = None) -> int:
+    """Tokens `encode` gives `example` (or it with `answer`) before truncation: above `max_length` it is cut."""
+    p_ids, a_ids = _pieces(tokenizer, example, answer)
+    return len(p_ids) + len(a_ids)
+
+
+def encode(tokenizer, example: Example, max_length: int, answer: str | None = None) -> Encoded:
+    """Tokenise `example` (or `example` with its answer replaced by `answer`) for teacher-forced scoring.
+
+    Over-long sequences lose prompt tokens from the left first and answer tokens from the right last, so at least
+    one answer token always remains to be scored.
+    """
+    p_ids, a_ids = _pieces(tokenizer, example, answer)
     overflow = len(p_ids) + len(a_ids) - max_length
     if overflow > 0:
         cut_prompt = min(overflow, max(len(p_ids) - 1, 0))

@@ -74,9 +74,10 @@ def _require(source: _Source, kind: str, split: str) -> None:
     if source.has(split):
         return
     present = [c for c in source.configs if re.fullmatch(rf"{kind}\d+", c)]
+    optional = " or to null to run without MIA and PrivLeak" if kind == "holdout" else ""
     raise DataError(f"no {kind} split {split!r} in {source.label}; {kind} splits present there: "
                     f"{', '.join(present) or 'none'} (TOFU's are {', '.join(TOFU_SPLITS[kind])}); "
-                    f"set data.{kind}_split to one of them")
+                    f"set data.{kind}_split to one of them{optional}")
 
 
 def _merge_perturbed(rows: list[dict], extra: list[dict], where: str, extra_where: str) -> list[dict]:
@@ -101,10 +102,13 @@ def _forget(source: _Source, split: str) -> list[Example]:
     return to_examples(rows, where)
 
 
-def _holdout(source: _Source, split: str) -> list[Example]:
-    """The holdout split; none at all is allowed (no MIA then), but a wrong name among existing ones is not."""
-    present = [c for c in source.configs if re.fullmatch(r"holdout\d+", c)]
-    if not present:
+def _holdout(source: _Source, split: str | None) -> list[Example]:
+    """The holdout split `data.holdout_split` names; none when it is null (no MIA / PrivLeak then, by choice).
+
+    A configured split that is missing is an error, also when the data has no holdout files at all: otherwise
+    MIA and PrivLeak would go missing from every trial without anyone having asked for that.
+    """
+    if split is None:
         return []
     _require(source, "holdout", split)
     return to_examples(*source.read(split))
@@ -121,6 +125,45 @@ def _check(forget: list[Example], retain: list[Example], cfg: DataConfig, label:
                         "(forget01/retain99, forget05/retain95, forget10/retain90)")
 
 
+def _limit(rows: list[Example], limit: int | None, field: str, split: str, label: str) -> None:
+    """Refuse a `data.<field>` larger than its split: clipping would silently run on fewer rows than asked for."""
+    if limit is not None and limit > len(rows):
+        raise DataError(f"data.{field}={limit} is larger than the {split!r} split of {label} ({len(rows)} rows); "
+                        f"allowed: 1..{len(rows)}, or null for all rows")
+
+
+def _retain_subset(retain: list[Example], evaluated: list[Example], limit: int) -> list[Example]:
+    """The first `limit` retain rows, taking the rows TOFU evaluates (`evaluated`, i.e. retain_perturbed) first.
+
+    Rows are matched on question and answer, not the question alone: retain99 asks "What is the full name of the
+    author?" twice, of two authors. Each group keeps its file order, so the subset is the same on every call.
+    """
+    keys = {(e.question, e.answer) for e in evaluated}
+    first = [e for e in retain if (e.question, e.answer) in keys]
+    return (first + [e for e in retain if (e.question, e.answer) not in keys])[:limit]
+
+
+def _apply_limits(forget: list[Example], retain: list[Example], eval_sets: dict[str, list[Example]],
+                  cfg: DataConfig, label: str) -> tuple[list[Example], list[Example], dict[str, list[Example]]]:
+    """The deterministic subset `data.forget_limit` / `data.retain_limit` ask for (see `load_tofu`)."""
+    _limit(forget, cfg.forget_limit, "forget_limit", cfg.forget_split, label)
+    _limit(retain, cfg.retain_limit, "retain_limit", cfg.retain_split, label)
+    if cfg.forget_limit is not None:
+        forget = forget[:cfg.forget_limit]
+    if cfg.retain_limit is None:
+        return forget, retain, eval_sets
+    evaluated = eval_sets.get("retain_perturbed", [])
+    retain = _retain_subset(retain, evaluated, cfg.retain_limit)
+    if evaluated:
+        kept = {(e.question, e.answer) for e in retain}
+        cut = [e for e in evaluated if (e.question, e.answer) in kept]
+        if not cut:
+            raise DataError(f"retain_perturbed of {label} shares no question/answer with retain split "
+                            f"{cfg.retain_split!r}: they are not the same split")
+        eval_sets = {**eval_sets, "retain_perturbed": cut}
+    return forget, retain, eval_sets
+
+
 def load_tofu(cfg: DataConfig, name: str = "tofu") -> Benchmark:
     """Load TOFU (or a directory in its layout) as a `Benchmark`.
 
@@ -131,12 +174,19 @@ def load_tofu(cfg: DataConfig, name: str = "tofu") -> Benchmark:
 
     The forget rows take `paraphrased_answer` / `perturbed_answer` from `{forget_split}_perturbed` when it
     exists (matched by question). `extra_train` holds the world-facts and real-authors rows only for data the
-    synthetic generator wrote: a model built from scratch does not know them otherwise, while models fine-tuned
-    on real TOFU were pretrained on world knowledge.
+    synthetic generator wrote: their facts are invented, so no model knows them otherwise. On real TOFU a
+    pretrained model knows them; a model built from scratch does not, and the trainer adds them for it
+    (`trainables.engine.worker.finetune_extra`).
+
+    `data.forget_limit` / `data.retain_limit` cut a deterministic subset for CPU runs: the first N forget rows;
+    N retain rows, those of retain_perturbed (the retain questions TOFU evaluates) first, then the others, each in
+    file order; retain_perturbed is then cut to the rows kept, so every retain row evaluated was trained on. The
+    overlap check runs on the whole splits.
 
     Raises:
-        DataError: a forget/retain split is missing (the message lists the names allowed), a file is malformed,
-            the forget split is empty, or forget and retain share questions.
+        DataError: a forget/retain split, or a holdout split that is not null, is missing (the message lists the
+            names allowed), a file is malformed, the forget split is empty, forget and retain share questions, or
+            a limit is larger than its split.
     """
     source = _Source(cfg.path or TOFU_HUB)
     forget = _forget(source, cfg.forget_split)
@@ -145,6 +195,7 @@ def load_tofu(cfg: DataConfig, name: str = "tofu") -> Benchmark:
     _check(forget, retain, cfg, source.label)
     eval_sets = {key: to_examples(*source.read(config), need_perturbed=True)
                  for key, config in EVAL_SETS.items() if source.has(config)}
+    forget, retain, eval_sets = _apply_limits(forget, retain, eval_sets, cfg, source.label)
     extra_train = (eval_sets.get("world_facts", []) + eval_sets.get("real_authors", [])
                    if source.is_synthetic() else [])
     return Benchmark(name=name, family="tofu", forget=forget, retain=retain,

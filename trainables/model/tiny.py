@@ -12,9 +12,18 @@ from pathlib import Path
 import torch
 
 from trainables.config import TinyModelConfig
+from trainables.data.schema import Benchmark
 
 TINY_PRESET = "tiny-llama"
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>"]
+
+
+def tokenizer_texts(bench: Benchmark) -> list[str]:
+    """Every string of `bench` the tiny tokenizer is trained on; `prepare` and the preflight truncation count both
+    train on exactly these, so they get the same tokenizer."""
+    return [t for e in bench.forget + bench.retain + bench.holdout + bench.extra_train
+            + [x for s in bench.eval_sets.values() for x in s]
+            for t in (e.question, e.answer, e.paraphrased_answer or "", *e.perturbed_answer)]
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int):
