@@ -68,29 +68,52 @@ def cmd_run(args) -> int:
             return 1
     from trainables.evaluation import load_eval
 
-    _print_metrics({**final, **load_eval(out).aggregates})
+    _print_metrics({**final, **load_eval(out).aggregates_json()})
     console.print(f"run: final model, eval_aggregates.json and eval_per_item.json in {out}")
     return 0
 
 
 def cmd_eval(args) -> int:
-    """Evaluate a saved model directory on a benchmark."""
-    from orchestrator.preflight import preflight
-    from trainables.evaluation import evaluate_saved_model
+    """Evaluate a saved model directory on a benchmark, optionally also as open-unlearning's log.
 
+    The oracle reference is `--oracle-reference` (our `oracle_reference.json` or an open-unlearning log, told apart
+    by content), else the config's `prepare.oracle_logs`.
+    """
+    from orchestrator.preflight import preflight
+    from orchestrator.prepare import cache_oracle_log
+    from trainables.evaluation import evaluate_saved_model, load_eval
+    from trainables.metrics.oracle_logs import (
+        LOG_FILES,
+        OracleLogError,
+        expected_log_items,
+        is_open_unlearning_log,
+        write_open_unlearning_logs,
+    )
+
+    if args.format == "open-unlearning" and not args.out:
+        raise ValueError(f"eval --format open-unlearning needs --out DIR: the directory that receives "
+                         f"{' / '.join(LOG_FILES.values())} beside eval_aggregates.json")
     cfg = _trial_config(args)
-    preflight(cfg)
-    aggregates = evaluate_saved_model(args.model_dir, cfg, oracle_path=args.oracle_reference,
-                                      out_dir=args.out)
+    bench = preflight(cfg)
+    oracle = args.oracle_reference or cfg.prepare.oracle_logs
+    try:
+        if oracle and is_open_unlearning_log(oracle):
+            oracle = cache_oracle_log(oracle, cfg.prepare.cache_dir, expected_log_items(bench))
+    except OracleLogError as e:
+        flag = "--oracle-reference" if args.oracle_reference else "prepare.oracle_logs"
+        raise OracleLogError(f"{flag}: {e}") from None
+    aggregates = evaluate_saved_model(args.model_dir, cfg, oracle_path=oracle, out_dir=args.out)
+    if args.format == "open-unlearning":
+        written = write_open_unlearning_logs(load_eval(args.out), bench.family, args.out)
+        console.print(f"eval: open-unlearning log {written}", soft_wrap=True)
     _print_metrics(aggregates)
     return 0
 
 
 def _sweep_config(args):
-    from orchestrator.config_files import load_config
-    from orchestrator.sweep_config import SweepConfig
+    from orchestrator.sweep_config import load_sweep_config
 
-    return load_config(SweepConfig, args.file, ([f"space={args.preset}"] if args.preset else []) + args.set)
+    return load_sweep_config(args.file, ([f"space={args.preset}"] if args.preset else []) + args.set)
 
 
 def cmd_sweep(args) -> int:
@@ -114,6 +137,7 @@ def cmd_validate(args) -> int:
           f"{checked.method_text} ({checked.search_text}) on {cfg.base.data.benchmark} ({checked.num_layers}-layer "
           f"{cfg.base.model.name_or_path}), searching {', '.join(checked.space.params)}; objectives "
           f"{', '.join(f'{o.metric} ({o.mode})' for o in cfg.objectives)}")
+    print("\n".join(checked.data.summary_lines()))
     return 0
 
 
@@ -188,13 +212,21 @@ def _cell(v) -> str:
 
 
 def _print_metrics(metrics: dict) -> None:
+    """Print the scalar metrics, each missing one with its reason and a partial one (model utility over fewer parts)
+    with what it left out, from the record's `missing_reasons`."""
+    from trainables.metrics.evaluate import MISSING_REASONS_KEY, PARTIAL_SUFFIX
+
+    reasons = metrics.get(MISSING_REASONS_KEY) or {}
     table = Table(title="metrics")
     table.add_column("metric")
     table.add_column("value", justify="right")
+    table.add_column("why missing / partial")
     for k in sorted(metrics):
         v = metrics[k]
         if isinstance(v, (int, float)) or v is None:
-            table.add_row(k, "missing" if v is None else f"{v:.4g}")
+            note = reasons.get(k if v is None else k + PARTIAL_SUFFIX)
+            shown = f"{v:.4g}" if v is not None else ("missing" if note else "-")
+            table.add_row(k, shown, escape(note or ""))
     Console().print(table)
 
 
@@ -287,8 +319,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("eval", help="evaluate a saved model")
     sp.add_argument("model_dir")
     with_config(sp)
-    sp.add_argument("--oracle-reference", help="oracle_reference.json written by prepare")
+    sp.add_argument("--oracle-reference", help="the oracle's reference: oracle_reference.json written by prepare, "
+                                                "or a retain model's open-unlearning TOFU_EVAL.json / MUSE_EVAL.json "
+                                                "(default: the config's prepare.oracle_logs)")
     sp.add_argument("--out", help="directory for eval_aggregates.json and eval_per_item.json")
+    sp.add_argument("--format", choices=("clreg", "open-unlearning"), default="clreg",
+                    help="clreg: those two files; open-unlearning: also TOFU_EVAL.json / MUSE_EVAL.json in "
+                         "open-unlearning's layout (needs --out)")
     sp.set_defaults(func=cmd_eval)
     return p
 

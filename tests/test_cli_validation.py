@@ -300,3 +300,192 @@ def test_error_message_with_brackets_is_printed_verbatim(env, capsys) -> None:
     assert cli.main(["run", str(env["config"]), "--set", "clreg[/x]"]) == cli.EXIT_INVALID
     assert "--set 'clreg[/x]': expected key=value" in _words(capsys.readouterr().err)
     _nothing_started(env["root"])
+
+
+# --- prepare.oracle_logs / eval --format open-unlearning: released open-unlearning logs, both ways -----------------
+
+def _ou_log(n: int = len(FORGET)) -> dict:
+    """A retain model's TOFU_EVAL.json in open-unlearning's layout, one forget truth ratio per forget row."""
+    return {"forget_truth_ratio": {"agg_value": 0.6,
+                                   "value_by_index": {str(i): {"score": 0.5 + 0.25 * i} for i in range(n)}},
+            "mia_min_k": {"agg_value": 0.4, "auc": 0.4, "forget": {"agg_value": 2.0, "value_by_index": {}},
+                          "holdout": {"agg_value": 1.5, "value_by_index": {}}},
+            "forget_quality": {"agg_value": None}, "model_utility": {"agg_value": 0.5}}
+
+
+def _scores(log: dict, by_index) -> dict:
+    log["forget_truth_ratio"]["value_by_index"] = by_index
+    return log
+
+
+def _as_directory(p: Path) -> None:
+    p.unlink()
+    p.mkdir()
+
+
+# (how to break the log file, fragments the error must contain besides "prepare.oracle_logs" and the file)
+LOG_CASES: dict[str, tuple[Callable[[Path], None], list[str]]] = {
+    "no-such-file": (lambda p: p.unlink(), ["no such file"]),
+    "not-a-file": (_as_directory, ["is not a file"]),
+    "not-json": (lambda p: p.write_text('{"forget_truth_ratio": {'), ["not valid JSON"]),
+    "not-an-object": (lambda p: _write_json(p, [0.5, 0.75]), ["expected a JSON object", "got a JSON list"]),
+    "no-reference-key": (lambda p: _write_json(p, {"model_utility": {"agg_value": 0.5}}),
+                         ["neither forget_truth_ratio", "nor mia_min_k", "keys: model_utility"]),
+    "value-by-index-a-list": (lambda p: _write_json(p, _scores(_ou_log(), [0.5, 0.75, 1.0, 1.25])),
+                              ["forget_truth_ratio.value_by_index", "object of index -> {\"score\": number}"]),
+    "item-without-score": (lambda p: _write_json(p, _scores(_ou_log(), {str(i): {"prob": 0.5} for i in range(4)})),
+                           ['forget_truth_ratio.value_by_index["0"]', '{"score": number}']),
+    "score-not-a-number": (lambda p: _write_json(p, _scores(_ou_log(), {str(i): {"score": "1"} for i in range(4)})),
+                           ['forget_truth_ratio.value_by_index["0"]', '{"score": number}']),
+    "indices-from-1": (lambda p: _write_json(p, _scores(_ou_log(), {str(i): {"score": 1.0} for i in range(1, 5)})),
+                       ["forget_truth_ratio.value_by_index", 'exactly "0".."3"', "unexpected: '4'"]),
+    "one-item-too-many": (lambda p: _write_json(p, _ou_log(5)),
+                          ["forget_truth_ratio.value_by_index: 5 truth ratios", "4 items with perturbed answers",
+                           "data.forget_split"]),
+    "agg-value-a-string": (lambda p: _write_json(p, {**_ou_log(), "model_utility": {"agg_value": "0.5"}}),
+                           ["model_utility.agg_value", "a number or null", "'0.5'"]),
+    "auc-not-in-0-1": (lambda p: _write_json(p, {**_ou_log(), "mia_min_k": {"agg_value": 40.0}}),
+                       ["mia_min_k.agg_value", "in [0, 1]", "40.0"]),
+}
+
+
+def _log_file(env: dict, breaker: Callable[[Path], None] | None = None) -> Path:
+    path = env["root"] / "logs" / "TOFU_EVAL.json"
+    path.parent.mkdir(exist_ok=True)
+    _write_json(path, _ou_log())
+    if breaker is not None:
+        breaker(path)
+    return path
+
+
+def _no_oracle_log_cached(root: Path) -> None:
+    _nothing_started(root)
+    assert not (root / "cache" / "oracle-logs").exists(), "an oracle-logs cache entry was created"
+
+
+@pytest.mark.parametrize("command", ["run", "validate"])
+@pytest.mark.parametrize(("breaker", "fragments"), list(LOG_CASES.values()), ids=list(LOG_CASES))
+def test_a_bad_oracle_log_exits_2_before_anything_starts(env, capsys, command, breaker, fragments) -> None:
+    path = _log_file(env, breaker)
+    if command == "run":
+        argv = ["run", str(env["config"]), "--set", f"prepare.oracle_logs={path}"]
+    else:
+        sweep = env["root"] / "sweep.yaml"
+        sweep.write_text(yaml.safe_dump({"name": "logs", "base": env["dict"],
+                                         "storage": {"dir": str(env["root"] / "sw")},
+                                         "mlflow": {"tracking_uri": f"sqlite:///{env['root'] / 'mlflow.db'}"}}))
+        argv = ["validate", str(sweep), "--set", f"base.prepare.oracle_logs={path}"]
+    assert cli.main(argv) == cli.EXIT_INVALID
+    err = _words(capsys.readouterr().err)
+    assert f"error: prepare.oracle_logs: {path}" in err, err
+    for fragment in fragments:
+        assert _words(fragment) in err, f"{fragment!r} not in stderr: {err}"
+    _no_oracle_log_cached(env["root"])
+    assert not (env["root"] / "sw").exists() and not (env["root"] / "mlflow.db").exists()
+
+
+@pytest.fixture
+def saved_model(env) -> Path:
+    """A tiny Llama saved like a released model (safetensors + tokenizer), so `prepare.enabled: false` has one."""
+    from trainables.config import TinyModelConfig
+    from trainables.model.tiny import build_tiny_llama
+
+    rows = _perturbed(FORGET) + RETAIN + HOLDOUT
+    texts = [t for r in rows for t in (r["question"], r["answer"], r.get("paraphrased_answer", ""),
+                                       *r.get("perturbed_answer", []))]
+    shape = TinyModelConfig(num_layers=2, hidden_size=16, num_heads=2, intermediate_size=32, vocab_size=300)
+    return build_tiny_llama(shape, texts, env["root"] / "released-model", max_positions=128)
+
+
+def _released(model: Path, *extra: str) -> list[str]:
+    """--set overrides: the saved model as the target, no oracle trained, short generations."""
+    return [s for kv in ("prepare.enabled=false", f"model.name_or_path={model}", "eval.max_new_tokens=4",
+                         "eval.layer_profile=false", "data.max_length=48", *extra) for s in ("--set", kv)]
+
+
+def test_an_oracle_log_is_accepted_as_the_oracle_of_a_released_model(env, saved_model, capsys) -> None:
+    """The released-model recipe: prepare.enabled=false + prepare.oracle_logs validates with forget quality as an
+    objective, and `prepare` (no Ray) points the trials at the log's reference, cached by the log's content."""
+    import hashlib
+
+    from orchestrator.prepare import prepare
+
+    path = _log_file(env)
+    sweep = env["root"] / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump({"name": "released", "base": env["dict"],
+                                     "storage": {"dir": str(env["root"] / "sw")},
+                                     "mlflow": {"tracking_uri": f"sqlite:///{env['root'] / 'mlflow.db'}"}}))
+    sets = [s if s == "--set" else f"base.{s}" for s in _released(saved_model, f"prepare.oracle_logs={path}")]
+    assert cli.main(["validate", str(sweep), *sets]) == 0, capsys.readouterr().err
+    assert "valid" in capsys.readouterr().out
+    without = [s if s == "--set" else f"base.{s}" for s in _released(saved_model)]
+    assert cli.main(["validate", str(sweep), *without]) == cli.EXIT_INVALID
+    assert "set prepare.enabled, prepare.oracle_path or prepare.oracle_logs" in _words(capsys.readouterr().err)
+    _no_oracle_log_cached(env["root"])
+
+    cfg = load_config(TrialConfig, env["config"], [s for s in _released(saved_model,
+                                                                        f"prepare.oracle_logs={path}")
+                                                   if s != "--set"])
+    prepared = prepare(cfg, log=lambda *_: None)
+    assert prepared.target_dir == str(saved_model)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert prepared.oracle_reference == str(env["root"] / "cache" / "oracle-logs" / f"{digest}.json")
+    assert json.loads(Path(prepared.oracle_reference).read_text()) == {
+        "forget_truth_ratios": [0.5, 0.75, 1.0, 1.25], "mia_min_k_auc": 0.4}
+    assert not ray.is_initialized() and not (env["root"] / "cache" / "prepared").exists()
+
+
+def test_a_log_without_truth_ratios_cannot_serve_a_forget_quality_objective(env, saved_model, capsys) -> None:
+    path = _log_file(env, lambda p: _write_json(p, {"mia_min_k": {"agg_value": 0.4}}))
+    sweep = env["root"] / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump({"name": "released", "base": env["dict"],
+                                     "storage": {"dir": str(env["root"] / "sw")},
+                                     "mlflow": {"tracking_uri": f"sqlite:///{env['root'] / 'mlflow.db'}"}}))
+    sets = [s if s == "--set" else f"base.{s}" for s in _released(saved_model, f"prepare.oracle_logs={path}")]
+    assert cli.main(["validate", str(sweep), *sets]) == cli.EXIT_INVALID
+    err = _words(capsys.readouterr().err)
+    assert f"objectives[0].metric forget_quality needs forget_truth_ratio from the oracle, and prepare.oracle_logs " \
+           f"{path} has none" in err, err
+    _no_oracle_log_cached(env["root"])
+
+
+def test_eval_format_open_unlearning_needs_out(env, capsys) -> None:
+    argv = ["eval", str(env["root"] / "nope"), str(env["config"]), "--format", "open-unlearning"]
+    assert cli.main(argv) == cli.EXIT_INVALID
+    assert "eval --format open-unlearning needs --out DIR" in _words(capsys.readouterr().err)
+
+
+def test_eval_writes_an_open_unlearning_log_that_serves_as_the_oracle(env, saved_model, capsys) -> None:
+    """Both ways on CPU, no Ray: `eval --format open-unlearning` writes TOFU_EVAL.json, which `read_oracle_logs`
+    accepts and `--oracle-reference` takes; the model scored against its own log has forget quality exactly 1
+    (KS test of a sample against itself) and PrivLeak 0."""
+    from trainables.metrics.oracle_logs import read_oracle_logs
+
+    out, again = env["root"] / "eval", env["root"] / "eval-again"
+    sets = _released(saved_model)
+    assert cli.main(["eval", str(saved_model), str(env["config"]), *sets, "--format", "open-unlearning",
+                     "--out", str(out)]) == 0, capsys.readouterr().err
+    ours = json.loads((out / "eval_aggregates.json").read_text())
+    log = read_oracle_logs(out / "TOFU_EVAL.json", expected_items=len(FORGET))
+    assert log.reference.forget_truth_ratios == json.loads((out / "eval_per_item.json").read_text())[
+        "forget_truth_ratio"]
+    assert log.reference.mia_min_k_auc == ours["mia_min_k"]
+    assert log.aggregates == {k: v for k, v in ours.items() if k in log.aggregates}
+    assert {"forget_prob", "forget_rouge", "retain_prob", "model_utility", "mia_zlib"} <= set(log.aggregates)
+
+    bad = _log_file(env, lambda p: _write_json(p, _ou_log(3)))
+    argv = ["eval", str(saved_model), str(env["config"]), *sets, "--oracle-reference", str(bad), "--out", str(again)]
+    assert cli.main(argv) == cli.EXIT_INVALID
+    assert f"error: --oracle-reference: {bad}: forget_truth_ratio.value_by_index: 3 truth ratios" in _words(
+        capsys.readouterr().err)
+    assert not again.exists()
+
+    argv = ["eval", str(saved_model), str(env["config"]), *sets, "--oracle-reference", str(out / "TOFU_EVAL.json"),
+            "--out", str(again)]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    scored = json.loads((again / "eval_aggregates.json").read_text())
+    assert scored["forget_quality"] == pytest.approx(1.0)
+    assert scored["privleak"] == pytest.approx(0.0, abs=1e-6)
+    assert not (again / "TOFU_EVAL.json").exists()  # --format clreg (the default) writes only our files
+    assert len(list((env["root"] / "cache" / "oracle-logs").iterdir())) == 1  # the log's reference, cached
+    assert not ray.is_initialized()
