@@ -8,6 +8,10 @@ staircase that bounds the region it dominates (the area the hypervolume measures
 objective the x axis is the trial's position in the list; with three or more the picture is a projection, where
 the front is no longer a staircase, so the points are left unconnected.
 
+Reference models (the target before unlearning, the oracle trained on the retain set only) can be drawn beside
+the trials as `Marker`s, each with its own symbol and label; they are context for reading the trade-off, never
+members of the front, and they add nothing to the hypervolume (the caller computes both from the trials alone).
+
 The HTML page is one self-contained file (inline SVG and CSS, no script, no CDN): MLflow serves artifacts
 to machines that may be offline, and a page that loads nothing from the network opens anywhere.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -27,8 +32,24 @@ Points = Sequence[Sequence[float]]
 GREY = "#b0b0b0"
 FRONT = "#d62728"
 
+# Symbol and colour of the 1st, 2nd, ... marker: matplotlib marker, SVG shape, colour.
+_MARKER_STYLES = (("X", "cross", "#222222"), ("*", "star", "#1f77b4"), ("D", "diamond", "#2ca02c"))
+
 # Trial parameters (as the search spaces name them) shown in a label, with their short names.
 _LABEL_PARAMS = (("clreg.tau", "τ="), ("clreg.lambda", "λ="), ("clreg.layer", ""), ("train.lr", "lr="))
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A reference model drawn beside the trials, e.g. "target (before unlearning)": never part of the front.
+
+    Attributes:
+        label: shown next to the symbol and in the legend.
+        values: one finite value per objective, in the order of the objective names.
+    """
+
+    label: str
+    values: tuple[float, ...]
 
 
 def trial_label(params: Mapping[str, str], fallback: str) -> str:
@@ -60,6 +81,7 @@ def pareto_figure(
     objective_names: Sequence[str],
     maximize: Sequence[bool],
     label_all: bool = False,
+    markers: Sequence[Marker] = (),
 ) -> Figure:
     """Scatter of all trials with the front highlighted, joined and labelled; rendered with Agg (no display).
 
@@ -71,7 +93,13 @@ def pareto_figure(
         maximize: per objective, True when higher is better (shown on the axes, orients the staircase).
         label_all: annotate every trial, the others in grey: the sweep report, read once the sweep is over, names
             each point; the MLflow front picture, refreshed after every trial, names the front only.
+        markers: reference models, each drawn with its own symbol and labelled; with one objective a dashed
+            horizontal line at its value.
+
+    Raises:
+        ValueError: when a marker has the wrong number of values.
     """
+    _check_markers(markers, objective_names)
     xs, ys, x_name, y_name = _plane(points, objective_names, maximize)
     fig = Figure(figsize=(8, 6), dpi=110)
     FigureCanvasAgg(fig)
@@ -85,7 +113,8 @@ def pareto_figure(
             ax.plot(sx, sy, color=FRONT, linewidth=1.2, zorder=1)
     named = range(len(xs)) if label_all else front_idx
     on_front = set(front_idx)
-    middle = (min(xs) + max(xs)) / 2 if xs else 0.0
+    spread = xs + ([m.values[0] for m in markers] if len(objective_names) > 1 else [])
+    middle = (min(spread) + max(spread)) / 2 if spread else 0.0
     for n, i in enumerate(sorted(named, key=lambda i: xs[i])):  # inwards; neighbours above, then below
         right = xs[i] <= middle
         offset = (6 if right else -6, 6 if n % 2 == 0 else -12)
@@ -98,6 +127,15 @@ def pareto_figure(
             fontsize=7 if i in on_front else 6,
             color="black" if i in on_front else "#707070",
         )
+    for marker, (symbol, _, color) in zip(markers, _marker_styles(markers)):
+        if len(objective_names) == 1:
+            ax.axhline(marker.values[0], color=color, linestyle="--", linewidth=1.2, label=marker.label, zorder=1)
+            continue
+        ax.scatter([marker.values[0]], [marker.values[1]], s=140, marker=symbol, color=color, edgecolors="white",
+                   linewidths=0.8, label=marker.label, zorder=4)
+        right = marker.values[0] <= middle  # labelled inwards, as the trials are
+        ax.annotate(marker.label, (marker.values[0], marker.values[1]), xytext=(9 if right else -9, -4),
+                    textcoords="offset points", ha="left" if right else "right", fontsize=7, color=color)
     ax.set_xlabel(x_name)
     ax.set_ylabel(y_name)
     ax.set_title(_title(objective_names))
@@ -113,17 +151,28 @@ def pareto_html(
     labels: Sequence[str],
     objective_names: Sequence[str],
     maximize: Sequence[bool],
+    markers: Sequence[Marker] = (),
 ) -> str:
     """A self-contained HTML page: SVG scatter whose points show label and values on hover, and the front's table.
 
-    Arguments as for `pareto_figure`.
+    Arguments as for `pareto_figure`; the markers also get a table of their own below the front's.
     """
-    svg = _svg(points, front_idx, labels, objective_names, maximize)
+    _check_markers(markers, objective_names)
+    svg = _svg(points, front_idx, labels, objective_names, maximize, markers)
     head = "".join(f"<th>{html.escape(n)}</th>" for n in objective_names)
     rows = "".join(
         f"<tr><td>{html.escape(labels[i])}</td>" + "".join(f"<td>{_fmt(v)}</td>" for v in points[i]) + "</tr>"
         for i in front_idx
     )
+    references = ""
+    if markers:
+        references = (
+            "<h3>Reference points (not part of the front)</h3>"
+            f"<table><tr><th>model</th>{head}</tr>"
+            + "".join(f"<tr><td>{html.escape(m.label)}</td>" + "".join(f"<td>{_fmt(v)}</td>" for v in m.values)
+                      + "</tr>" for m in markers)
+            + "</table>"
+        )
     return (
         "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>Pareto front</title><style>"
         "body{font-family:sans-serif;margin:1.5em}circle{cursor:pointer}circle:hover{stroke:#000;stroke-width:2}"
@@ -131,7 +180,7 @@ def pareto_html(
         "font-size:13px;text-align:left}</style></head><body>"
         f"<h2>{html.escape(_title(objective_names))}</h2>"
         f"<p>{len(points)} trials, {len(front_idx)} on the front (red). Hover a point for its values.</p>"
-        f"{svg}<table><tr><th>trial</th>{head}</tr>{rows}</table></body></html>\n"
+        f"{svg}<table><tr><th>trial</th>{head}</tr>{rows}</table>{references}</body></html>\n"
     )
 
 
@@ -157,15 +206,26 @@ def _staircase(xs: Sequence[float], ys: Sequence[float], x_maximized: bool) -> l
 
 
 def _svg(
-    points: Points, front_idx: Sequence[int], labels: Sequence[str], names: Sequence[str], maximize: Sequence[bool]
+    points: Points,
+    front_idx: Sequence[int],
+    labels: Sequence[str],
+    names: Sequence[str],
+    maximize: Sequence[bool],
+    markers: Sequence[Marker] = (),
 ) -> str:
-    """Inline SVG scatter with axes, ticks, the front's staircase and a <title> tooltip per point."""
+    """Inline SVG scatter with axes, ticks, the front's staircase, a <title> tooltip per point, and the markers.
+
+    The axes span the markers too, so a reference model far from the trials is still on the page.
+    """
     width, height, pad = 720, 480, 60
     xs, ys, x_name, y_name = _plane(points, names, maximize)
-    sx = _scale(xs, pad, width - 20)
-    sy = _scale(ys, height - pad, 20)
+    one = len(names) == 1
+    marker_xs = [] if one else [m.values[0] for m in markers]
+    marker_ys = [m.values[0 if one else 1] for m in markers]
+    sx = _scale(xs + marker_xs, pad, width - 20)
+    sy = _scale(ys + marker_ys, height - pad, 20)
     parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' font-size='11'>"]
-    parts += _svg_axes(xs, ys, sx, sy, x_name, y_name, width, height, pad)
+    parts += _svg_axes(xs + marker_xs, ys + marker_ys, sx, sy, x_name, y_name, width, height, pad)
     if front_idx and len(names) == 2:
         line = _staircase([xs[i] for i in front_idx], [ys[i] for i in front_idx], maximize[0])
         coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in line)
@@ -178,8 +238,50 @@ def _svg(
             f"<circle cx='{sx(xs[i]):.1f}' cy='{sy(ys[i]):.1f}' r='{radius}' fill='{color}'>"
             f"<title>{html.escape(labels[i])}&#10;{values}</title></circle>"
         )
+    for marker, (_, shape, color) in zip(markers, _marker_styles(markers)):
+        values = "&#10;".join(f"{html.escape(n)} = {_fmt(v)}" for n, v in zip(names, marker.values))
+        tip = f"<title>{html.escape(marker.label)}&#10;{values}</title>"
+        label = html.escape(marker.label)
+        if one:
+            y = sy(marker.values[0])
+            parts.append(f"<g class='reference'><line x1='{pad}' y1='{y:.1f}' x2='{width - 20}' y2='{y:.1f}' "
+                         f"stroke='{color}' stroke-dasharray='6 4' stroke-width='1.5'>{tip}</line>"
+                         f"<text x='{width - 24}' y='{y - 4:.1f}' text-anchor='end' fill='{color}'>{label}</text></g>")
+            continue
+        x, y = sx(marker.values[0]), sy(marker.values[1])
+        inwards = ("start", x + 10) if x <= (pad + width - 20) / 2 else ("end", x - 10)
+        parts.append(f"<g class='reference'><polygon points='{_shape(shape, x, y)}' fill='{color}' stroke='#fff'>"
+                     f"{tip}</polygon><text x='{inwards[1]:.1f}' y='{y + 4:.1f}' text-anchor='{inwards[0]}' "
+                     f"fill='{color}'>{label}</text></g>")
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _marker_styles(markers: Sequence[Marker]) -> list[tuple[str, str, str]]:
+    return [_MARKER_STYLES[i % len(_MARKER_STYLES)] for i in range(len(markers))]
+
+
+def _check_markers(markers: Sequence[Marker], names: Sequence[str]) -> None:
+    for marker in markers:
+        if len(marker.values) != len(names):
+            raise ValueError(f"marker {marker.label!r} has {len(marker.values)} values, expected {len(names)} "
+                             f"(one per objective: {', '.join(names)})")
+
+
+def _shape(shape: str, x: float, y: float, r: float = 8.0) -> str:
+    """SVG polygon points of a cross, a five-pointed star or a diamond of radius `r` centred on (x, y)."""
+    if shape == "cross":
+        w = r / 3
+        corners = [(-w, -r), (w, -r), (w, -w), (r, -w), (r, w), (w, w), (w, r), (-w, r), (-w, w), (-r, w), (-r, -w),
+                   (-w, -w)]
+        # Turned by 45 degrees: an "X", as matplotlib's marker "X".
+        corners = [((a - b) * 0.7071, (a + b) * 0.7071) for a, b in corners]
+    elif shape == "star":
+        corners = [((r if k % 2 == 0 else r * 0.45) * math.sin(k * math.pi / 5),
+                    -(r if k % 2 == 0 else r * 0.45) * math.cos(k * math.pi / 5)) for k in range(10)]
+    else:
+        corners = [(0, -r), (r, 0), (0, r), (-r, 0)]
+    return " ".join(f"{x + dx:.1f},{y + dy:.1f}" for dx, dy in corners)
 
 
 def _svg_axes(

@@ -11,25 +11,33 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from trainables.atomic_files import write_bytes_atomic
 from trainables.config import TrialConfig
 from trainables.data.loading import benchmark_fingerprint, load_benchmark
 from trainables.data.schema import Benchmark
 from trainables.engine.trainer import build_trainer, fit_to_end
-from trainables.engine.worker import WorkerJob
+from trainables.engine.worker import WorkerJob, finetune_extra
 from trainables.evaluation import evaluate_saved_model, load_eval, oracle_reference_from_dir
+from trainables.metrics.oracle_logs import expected_log_items, read_oracle_logs
 from trainables.model.loading import check_model_source
-from trainables.model.tiny import TINY_PRESET, build_tiny_llama
+from trainables.model.tiny import TINY_PRESET, build_tiny_llama, tokenizer_texts
 
 REPORT_FILE = "prepare_report.json"
 ORACLE_REFERENCE_FILE = "oracle_reference.json"
+ORACLE_LOGS_DIR = "oracle-logs"  # under prepare.cache_dir: references read from open-unlearning logs
 # What the report shows of the model before fine-tuning: does it already know the forget set?
 BEFORE_METRICS = ("forget_prob", "forget_rouge", "retain_prob", "retain_rouge")
+# `knowledge_warnings`: how much better than the oracle the target must know its forget set, and the least utility.
+FORGET_PROB_RATIO = 1.5
+FORGET_PROB_GAP = 0.05
+MIN_UTILITY = 0.05
 
 
 @dataclass(frozen=True)
@@ -42,20 +50,55 @@ class Prepared:
 
 
 def prepare_key(cfg: TrialConfig, fingerprint: str) -> str:
-    """Hash of everything that determines the prepared models (not the trial's unlearning settings)."""
+    """Hash of everything that determines the prepared models and their evaluations (not the trial's unlearning
+    settings): the oracle's forget truth ratios and min-k AUC depend on `eval.definitions` and the generation
+    length."""
     material = {
-        "data": cfg.data.model_dump(mode="json"),
+        "data": cfg.data.model_dump(mode="json", exclude={"max_truncated"}),  # a preflight limit, trains nothing
         "benchmark": fingerprint,
         "model": cfg.model.model_dump(mode="json", exclude={"lora"}),
-        "prepare": cfg.prepare.model_dump(mode="json", exclude={"cache_dir", "enabled", "oracle_path"}),
+        "prepare": cfg.prepare.model_dump(mode="json",
+                                          exclude={"cache_dir", "enabled", "oracle_path", "oracle_logs"}),
         "train": cfg.train.model_dump(mode="json", include={"seed", "grad_accum", "weight_decay", "warmup_steps"}),
-        "version": 2,  # bump when code changes what prepare trains (2: lr schedule no longer idles 2 steps)
+        "eval": cfg.eval.model_dump(mode="json", include={"definitions", "max_new_tokens"}),
+        "version": 3,  # bump when code changes what prepare trains or how it evaluates the prepared models
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def prepare(cfg: TrialConfig, log=print, bench: Benchmark | None = None) -> Prepared:
     """Return the cached target/oracle for `cfg`, building them first if needed (Ray must be initialised).
+
+    `bench` is `cfg.data`'s benchmark when the caller has already loaded it (preflight does), else it is loaded.
+    With `prepare.oracle_logs` the oracle reference is the released log's (`cache_oracle_log`), also when an
+    oracle was trained: the log is what forget quality and PrivLeak are meant to compare against.
+    """
+    prepared = _prepare_models(cfg, log, bench)
+    if not cfg.prepare.oracle_logs:
+        return prepared
+    bench = bench if bench is not None else load_benchmark(cfg.data, cfg.prepare.cache_dir)
+    ref = cache_oracle_log(cfg.prepare.oracle_logs, cfg.prepare.cache_dir, expected_log_items(bench))
+    log(f"prepare: oracle reference from the open-unlearning log {cfg.prepare.oracle_logs}")
+    return replace(prepared, oracle_reference=ref)
+
+
+def cache_oracle_log(log_path: str | Path, cache_dir: str | Path, expected_items: int | None) -> str:
+    """The `OracleReference` JSON of an open-unlearning log, written to `cache_dir/oracle-logs/<sha256>.json`.
+
+    The log is validated first (`read_oracle_logs`), so a bad one leaves nothing behind; the file is keyed by the
+    log's content (an edited log is read again) and written atomically (concurrent sweeps never see half a file).
+    Returns its absolute path, which workers on other machines read from the shared cache.
+    """
+    reference = read_oracle_logs(log_path, expected_items).reference
+    digest = hashlib.sha256(Path(log_path).read_bytes()).hexdigest()
+    out = Path(cache_dir).resolve() / ORACLE_LOGS_DIR / f"{digest}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(out, reference.to_json().encode("utf-8"))
+    return str(out)
+
+
+def _prepare_models(cfg: TrialConfig, log, bench: Benchmark | None) -> Prepared:
+    """The target/oracle for `cfg` (or the user's models with `prepare.enabled: false`), from the cache if built.
 
     `bench` is `cfg.data`'s benchmark when the caller has already loaded it (preflight does), else it is loaded.
     """
@@ -74,7 +117,9 @@ def prepare(cfg: TrialConfig, log=print, bench: Benchmark | None = None) -> Prep
     final = Path(cfg.prepare.cache_dir).resolve() / "prepared" / key
     if (final / REPORT_FILE).is_file():
         log(f"prepare: cache hit {final}")
-        return _prepared(final)
+        prepared = _prepared(final)
+        _log_notes(prepared.report, log)
+        return prepared
 
     build = final.with_name(f"{key}.tmp-{os.getpid()}")
     shutil.rmtree(build, ignore_errors=True)
@@ -82,9 +127,7 @@ def prepare(cfg: TrialConfig, log=print, bench: Benchmark | None = None) -> Prep
     started = time.perf_counter()
     base = cfg.model.name_or_path
     if base == TINY_PRESET:
-        texts = [t for e in bench.forget + bench.retain + bench.holdout + bench.extra_train
-                 + [x for s in bench.eval_sets.values() for x in s]
-                 for t in (e.question, e.answer, e.paraphrased_answer or "", *e.perturbed_answer)]
+        texts = tokenizer_texts(bench)
         base = str(build_tiny_llama(cfg.model.tiny, texts, build / "base", max_positions=2 * cfg.data.max_length))
         log(f"prepare: built {TINY_PRESET} ({cfg.model.tiny.num_layers} layers) with a tokenizer trained on "
             f"{len(texts)} benchmark strings")
@@ -100,6 +143,11 @@ def prepare(cfg: TrialConfig, log=print, bench: Benchmark | None = None) -> Prep
                          if isinstance(v, (int, float))}
         report[split]["train_loss_last_epoch"] = outcome.get("train/loss")
     _write_oracle_reference(build)
+    extra = finetune_extra(bench, cfg)
+    if extra:
+        report["extra_train"] = {"rows": len(extra), "note": _extra_note(cfg, len(extra))}
+    report["warnings"] = knowledge_warnings(report["target"], report["oracle"])
+    _log_notes(report, log)
     report["seconds"] = round(time.perf_counter() - started, 1)
     (build / REPORT_FILE).write_text(json.dumps(report, indent=2, sort_keys=True))
     shutil.rmtree(build / "ray", ignore_errors=True)
@@ -111,10 +159,62 @@ def prepare(cfg: TrialConfig, log=print, bench: Benchmark | None = None) -> Prep
     return _prepared(final)
 
 
+def knowledge_warnings(target: dict, oracle: dict) -> list[str]:
+    """Why unlearning on these prepared models would measure nothing, as sentences (empty when none applies).
+
+    - The target must know its forget set clearly better than the oracle: forget quality compares the unlearned
+      model with the oracle, so a target that starts where the oracle is leaves it nothing to move. "Clearly" is
+      both a ratio and a gap (`target >= FORGET_PROB_RATIO * oracle` and `target - oracle >= FORGET_PROB_GAP`):
+      the ratio alone passes on noise when both are tiny (0.002 vs 0.004), the gap alone passes when both are
+      large and the forget answers are mostly predictable from retain data (0.80 vs 0.85). An oracle at 2/3 or
+      more therefore always warns: then the forget set is not what distinguishes the target.
+    - The target's model_utility must not be near 0 (< `MIN_UTILITY`): a harmonic mean that small means some retain
+      or eval set was not learned at all, and utility comparisons between trials are noise.
+    A metric missing from either report is not judged.
+    """
+    out = []
+    t, o = target.get("forget_prob"), oracle.get("forget_prob")
+    if _finite(t) and _finite(o) and (t < FORGET_PROB_RATIO * o or t - o < FORGET_PROB_GAP):
+        out.append(f"the target does not know its forget set: forget quality will not move (forget_prob: target "
+                   f"{t:.3g}, oracle {o:.3g}; wanted >= {FORGET_PROB_RATIO} x the oracle's and >= "
+                   f"{FORGET_PROB_GAP} above it: more prepare.epochs, a higher prepare.lr or a larger model)")
+    u = target.get("model_utility")
+    if _finite(u) and u < MIN_UTILITY:
+        out.append(f"the target's model_utility is {u:.3g} (< {MIN_UTILITY}): it has not learned its retain/eval sets, "
+                   "so utility differences between trials are noise")
+    return out
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _extra_note(cfg: TrialConfig, rows: int) -> str:
+    if cfg.model.name_or_path == TINY_PRESET:
+        return (f"stand-in for pretraining: target and oracle also trained on {rows} real-authors/world-facts rows; "
+                "utility on those sets measures recall of trained facts")
+    return (f"target and oracle also trained on the benchmark's {rows} invented world-facts/real-authors rows "
+            "(no model knows them otherwise); utility on those sets measures recall of trained facts")
+
+
+def _log_notes(report: dict, log) -> None:
+    """The report's notes and warnings on the console, on a cache hit too: a sweep prints them every time."""
+    if "extra_train" in report:
+        log(f"prepare: {report['extra_train']['note']}")
+    for warning in report.get("warnings", []):
+        log(f"prepare: WARNING: {warning}")
+
+
 def _prepared(root: Path) -> Prepared:
     ref = root / ORACLE_REFERENCE_FILE
     return Prepared(str(root / "target" / "final_model"), str(ref) if ref.is_file() else None,
                     json.loads((root / REPORT_FILE).read_text()))
+
+
+def prepared_dir(prepared: Prepared) -> Path | None:
+    """The cache directory `prepare` built `prepared` in (`<cache_dir>/prepared/<key>`, holding `target/`,
+    `oracle/` and `prepare_report.json`); None for a user-supplied model (`prepare.enabled: false`)."""
+    return Path(prepared.target_dir).parents[1] if prepared.report else None
 
 
 def _write_oracle_reference(build: Path) -> None:

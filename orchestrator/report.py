@@ -2,9 +2,11 @@
 
 The child runs are the source of truth for every trial's params and final metrics (they survive resumes); the
 per-layer entanglement profiles, too large for MLflow metrics, come from the trials' evaluation files under
-`SWEEP_DIR/trials`. This module reads both, computes summaries with the same Pareto functions the driver uses,
-decides which plots have something to show (and says in the report why the others are not drawn), and assembles
-the report; `report_plots` draws the figures and `report_document` renders Markdown and HTML.
+`SWEEP_DIR/trials`, and the reference points (target before unlearning, oracle) from the parent run's
+`reference/*` metrics, which the driver logged when the sweep started. This module reads them, computes summaries
+with the same Pareto functions the driver uses, decides which plots have something to show (and says in the report
+why the others are not drawn), and assembles the report; `report_plots` draws the figures and `report_document`
+renders Markdown and HTML.
 
 Output: `SWEEP_DIR/report/` with `report.md` (image links relative to it), the PNGs, and with `html=True` a
 self-contained `report.html`; the same files go to the sweep's MLflow parent run under `report/`.
@@ -28,7 +30,8 @@ from matplotlib.figure import Figure
 
 from orchestrator import tracking
 from orchestrator.pareto import hypervolume, pareto_front
-from orchestrator.pareto_artifacts import pareto_figure, trial_label
+from orchestrator.pareto_artifacts import Marker, pareto_figure, trial_label
+from orchestrator.references import References
 from orchestrator.report_document import Block, Bullets, Heading, Image, Paragraph, Table, to_html, to_markdown
 from orchestrator.report_plots import (
     ENTANGLEMENT_MEASURES,
@@ -96,6 +99,7 @@ class ParetoPlot:
     labels: list[str]
     names: list[str]
     maximize: list[bool]
+    markers: list[Marker] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,14 @@ def finished_trials(tracking_uri: str, parent_run_id: str) -> list[TrialRow]:
                      dict(r.data.metrics), dict(r.data.tags)) for r in runs]
 
 
+def parent_references(tracking_uri: str, parent_run_id: str) -> References:
+    """The reference points the driver logged on the sweep's parent run (none for a run without them)."""
+    from mlflow.tracking import MlflowClient
+
+    parent = MlflowClient(tracking_uri).get_run(parent_run_id)
+    return References.from_run(parent.data.metrics, parent.data.tags)
+
+
 def sweep_report(sweep_dir: str | Path, html: bool = False) -> SweepReport:
     """Write the report of the sweep in `sweep_dir` to `sweep_dir/report/` and log it to the MLflow parent run.
 
@@ -166,7 +178,8 @@ def sweep_report(sweep_dir: str | Path, html: bool = False) -> SweepReport:
     base = cfg.base.model_dump(mode="json", by_alias=True)
     settings = {r.trial_id: _setting(r, base, [p for p in grid_params if p not in _AXES]) for r in rows}
     sweep = _Sweep(rows, cfg.objective_modes, space, settings,
-                   {r.trial_id: trial_label(_label_params(r, settings[r.trial_id], base), r.trial_id) for r in rows})
+                   {r.trial_id: trial_label(_label_params(r, settings[r.trial_id], base), r.trial_id) for r in rows},
+                   parent_references(state["tracking_uri"], state["parent_run_id"]))
     out = _Draft([Heading(f"Sweep `{cfg.name}`", 1)])
 
     front = _pareto_section(sweep, out)
@@ -212,6 +225,7 @@ class _Sweep:
     space: SearchSpace
     settings: dict[str, Setting]
     labels: dict[str, str]
+    references: References
 
     @property
     def names(self) -> list[str]:
@@ -252,14 +266,36 @@ def _pareto_section(sweep: _Sweep, out: _Draft) -> set[str]:
         f"Pareto front: {len(front_idx)} trials; hypervolume {hv:.4g} (reference {reference})."))
     if not scored:
         out.skip("Pareto plot", f"no finished trial reports every objective ({', '.join(names)})")
+        _references_table(sweep, out)
         return set()
-    plot = ParetoPlot(points, front_idx, [sweep.labels[r.trial_id] for r in scored], names, maximize)
+    markers = sweep.references.markers(names)
+    plot = ParetoPlot(points, front_idx, [sweep.labels[r.trial_id] for r in scored], names, maximize, markers)
     unplotted = len(sweep.rows) - len(scored)
     out.blocks.append(Heading("Pareto front"))
-    out.image(PARETO_PNG, plot, pareto_figure(points, front_idx, plot.labels, names, maximize, label_all=True),
+    out.image(PARETO_PNG, plot,
+              pareto_figure(points, front_idx, plot.labels, names, maximize, label_all=True, markers=markers),
               "Pareto front", f"Every finished trial that reports all objectives ({len(scored)}), the front in red."
-              + (f" {unplotted} trial(s) missing an objective are not shown." if unplotted else ""))
+              + (f" {unplotted} trial(s) missing an objective are not shown." if unplotted else "")
+              + (f" Reference points: {', '.join(m.label for m in markers)}." if markers else ""))
+    _references_table(sweep, out)
     return {scored[i].trial_id for i in front_idx}
+
+
+def _references_table(sweep: _Sweep, out: _Draft) -> None:
+    """The target and oracle on the objectives: where a trial stands between "did nothing" and "never trained"."""
+    refs, names = sweep.references, sweep.names
+    out.blocks.append(Heading("Reference points"))
+    if not refs.points and not refs.absent:
+        out.blocks.append(Paragraph("The sweep's parent run has no `reference/*` metrics, so there are no reference "
+                                    "points to show."))
+        return
+    out.blocks.append(Paragraph("The models unlearning starts from and aims at, scored like the trials; not part "
+                                "of the Pareto front or its hypervolume."))
+    if refs.points:
+        out.blocks.append(Table(["reference point", *names],
+                                [[p.label, *(_num(p.metrics.get(m)) for m in names)] for p in refs.points]))
+    if refs.absent:
+        out.blocks.append(Bullets([f"{name}: not shown, {why}" for name, why in refs.absent.items()]))
 
 
 def _tables(sweep: _Sweep, front: set[str], grid_params: list[str], out: _Draft) -> None:

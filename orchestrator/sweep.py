@@ -18,11 +18,14 @@ from typing import Any
 import yaml
 
 from orchestrator import tracking
-from orchestrator.preflight import model_depth, preflight
+from orchestrator.pareto_artifacts import Marker
+from orchestrator.preflight import DataCheck, check_oracle_logs, check_trial, model_depth
+from orchestrator.run_record import RunRecord, collect, trial_params
 from orchestrator.sweep_config import SweepConfig
 from search_spaces.presets import load_preset
 from search_spaces.space import SearchSpace, apply, is_grid
 from trainables.atomic_files import write_bytes_atomic, write_json_atomic
+from trainables.metrics.oracle_logs import NEEDS as ORACLE_LOG_NEEDS
 from trainables.report_keys import DIVERGED, DIVERGENCE_REASON
 
 SWEEP_FILE = "sweep.yaml"
@@ -92,6 +95,7 @@ class ValidatedSweep:
     num_trials: int
     bench: Any
     pure_grid: bool  # every parameter is a grid: each combination runs once, whatever the sampler
+    data: DataCheck  # rows truncated per split, optional sets absent: `validate` prints them
 
     @property
     def search_text(self) -> str:
@@ -115,7 +119,8 @@ def validate_sweep(cfg: SweepConfig) -> ValidatedSweep:
         SweepError, ConfigError or another ValueError naming the field and the allowed values.
     """
     check_storage_dir(Path(cfg.storage.dir))
-    bench = preflight(cfg.base)
+    trial = check_trial(cfg.base)
+    bench = trial.bench
     space = resolve_space(cfg)
     num_layers = model_depth(cfg.base)
     frozen = [p for p in space.params if p.split(".")[0] in FROZEN_SECTIONS]
@@ -123,13 +128,20 @@ def validate_sweep(cfg: SweepConfig) -> ValidatedSweep:
         raise SweepError(f"space: {', '.join(frozen)} cannot be searched (one prepared model and benchmark per "
                          f"sweep); searchable sections: method, clreg, train, eval")
     allowed = known_metrics()
+    prep = cfg.base.prepare
+    # An open-unlearning log replaces any trained oracle's reference, so it must hold what each objective reads.
+    oracle_log = check_oracle_logs(prep.oracle_logs, bench) if prep.oracle_logs else None
     for i, obj in enumerate(cfg.objectives):
         if obj.metric not in allowed:
             raise SweepError(f"objectives[{i}].metric {obj.metric!r} is reported by no metric; allowed: "
                              f"{', '.join(sorted(allowed))}")
-        if obj.metric in ORACLE_METRICS and not cfg.base.prepare.enabled and not cfg.base.prepare.oracle_path:
-            raise SweepError(f"objectives[{i}].metric {obj.metric} needs the oracle model: set prepare.enabled "
-                             f"or prepare.oracle_path")
+        if obj.metric in ORACLE_METRICS and oracle_log is None and not prep.enabled and not prep.oracle_path:
+            raise SweepError(f"objectives[{i}].metric {obj.metric} needs the oracle model: set prepare.enabled, "
+                             f"prepare.oracle_path or prepare.oracle_logs")
+        if obj.metric in ORACLE_METRICS and oracle_log is not None and not oracle_log.supplies(obj.metric):
+            raise SweepError(f"objectives[{i}].metric {obj.metric} needs {ORACLE_LOG_NEEDS[obj.metric]} from the "
+                             f"oracle, and prepare.oracle_logs {prep.oracle_logs} has none; allowed: a retain "
+                             f"model's log that has it, or prepare.enabled / prepare.oracle_path without the log")
     grid = [g for g in space.grid(num_layers) if g]
     sampled = [name for name, p in space.params.items() if not is_grid(p)]
     num_trials = cfg.search.num_trials
@@ -143,7 +155,8 @@ def validate_sweep(cfg: SweepConfig) -> ValidatedSweep:
     if cfg.search.asha and len(space.repeat_seeds) > 1:
         raise SweepError(f"search.asha cannot stop a trial that averages {len(space.repeat_seeds)} seeds "
                          f"(seeds {space.repeat_seeds}): set search.asha=false or search.trial_seeds to one seed")
-    return ValidatedSweep(cfg, space, num_layers, num_trials, bench, pure_grid=bool(grid and not sampled))
+    return ValidatedSweep(cfg, space, num_layers, num_trials, bench, pure_grid=bool(grid and not sampled),
+                          data=trial.data)
 
 
 def check_storage_dir(path: Path) -> None:
@@ -230,6 +243,8 @@ def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool 
     """Run (or resume) the sweep `checked` describes on the cluster at `address` (or a local one)."""
     from orchestrator.cluster import check_resources_before_start, ray_cluster, warn_if_trial_does_not_fit
     from orchestrator.prepare import prepare
+    from orchestrator.references import load_references
+    from trainables.data.loading import benchmark_fingerprint
 
     cfg = checked.cfg
     paths = sweep_paths(cfg)
@@ -243,19 +258,26 @@ def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool 
         warn_if_trial_does_not_fit(cfg.base.train, log)
         _claim_sweep_dir(paths, cfg, resume)
         prepared = prepare(cfg.base, log=log, bench=checked.bench)
+        references = load_references(cfg.base, prepared, checked.bench, log=log)
+        names = [m for m, _ in cfg.objective_modes]
+        markers = references.markers(names)
+        log(f"sweep {cfg.name}: reference points {references.describe(names)}")
+        record = collect(benchmark_fingerprint(checked.bench))
         runs = tracking.open_sweep(uri, cfg.mlflow.experiment or cfg.name, cfg.name,
-                                   cfg.model_dump(mode="json", by_alias=True))
+                                   {**cfg.model_dump(mode="json", by_alias=True), **record.params(cfg.base)})
+        tracking.log_metrics(runs, runs.parent_run_id, references.metrics())
+        tracking.set_tags(runs, runs.parent_run_id, references.tags())
         if resume:
             _drop_lost_trials(paths, cfg, runs, log)
             tracking.close_zombies(runs)
         write_json_atomic(paths.state_file, {"parent_run_id": runs.parent_run_id,
                                              "experiment_id": runs.experiment_id, "tracking_uri": uri,
                                              "target_dir": prepared.target_dir})
-        tuner = _tuner(checked, paths, prepared, runs, resume)
+        tuner = _tuner(checked, paths, prepared, runs, resume, record, markers)
         log(f"sweep {cfg.name}: {checked.num_trials} trials of {checked.method_text}, {cfg.search.max_concurrent} "
             f"at a time, {checked.search_text}, objectives {cfg.objective_modes}")
         results = tuner.fit()
-    summary = tracking.update_pareto(runs, cfg.objective_modes)
+    summary = tracking.update_pareto(runs, cfg.objective_modes, markers=markers)
     # Stopped before every trial ended (Ctrl-C): the parent run must not look complete; `resume` reopens it.
     interrupted = results.num_terminated + results.num_errors < checked.num_trials
     # Trials that crashed beyond their retries make the sweep FAILED; diverged trials are search outcomes.
@@ -281,7 +303,9 @@ def _drop_lost_trials(paths: SweepPaths, cfg: SweepConfig, runs: tracking.SweepR
             f"{numbers} marked FAIL, MLflow runs {run_ids} deleted (tag {tracking.TAG_LOST})")
 
 
-def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, runs: tracking.SweepRuns, resume: bool):
+def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, runs: tracking.SweepRuns, resume: bool,
+           record: RunRecord, markers: list[Marker]):
+    """Tune's experiment: a new one, or the saved one restored (which keeps its callback, record and markers)."""
     from ray import tune
 
     from orchestrator.search import make_searcher, sweep_study_name
@@ -325,7 +349,8 @@ def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, runs: tracking.
         run_config=tune.RunConfig(
             name=TUNE_NAME,
             storage_path=str(paths.root),
-            callbacks=[SweepTracker(runs, objectives, functools.partial(describe_trial, base=base, seeds=seeds))],
+            callbacks=[SweepTracker(runs, objectives, functools.partial(describe_trial, base=base, seeds=seeds),
+                                    functools.partial(trial_params, record, base), markers)],
             failure_config=tune.FailureConfig(max_failures=cfg.search.max_trial_failures),
             verbose=1,
         ),

@@ -46,7 +46,8 @@ from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_B
 from sqlalchemy.engine import make_url
 
 from orchestrator.pareto import hypervolume, pareto_front
-from orchestrator.pareto_artifacts import pareto_figure, pareto_html, trial_label
+from orchestrator.pareto_artifacts import Marker, pareto_figure, pareto_html, trial_label
+from orchestrator.run_record import PREFIX as RECORD_PREFIX
 
 _log = logging.getLogger(__name__)
 
@@ -271,6 +272,7 @@ def update_pareto(
     objectives: Sequence[tuple[str, str]],
     reference: Sequence[float] | None = None,
     label: Callable[[Mapping[str, str], str], str] = trial_label,
+    markers: Sequence[Marker] = (),
 ) -> ParetoSummary:
     """Recompute the Pareto front over the FINISHED children that report every objective, and publish it.
 
@@ -287,6 +289,8 @@ def update_pareto(
             natural bound); the worst trial on a minimised axis then adds no volume, and the reference moves as
             trials arrive, so pass a fixed reference to compare hypervolumes across sweeps.
         label: names a trial in plots from its params (strings) and trial id.
+        markers: reference models (target, oracle) drawn on `front.png` and `front.html` beside the trials; they
+            are not runs of the sweep and change neither the front nor the hypervolume.
 
     Raises:
         ValueError: for a mode other than "max"/"min" or a reference of the wrong length.
@@ -305,7 +309,7 @@ def update_pareto(
     front = sorted(front, key=lambda i: -points[i][0] if maximize[0] else points[i][0])
     rows = [_front_row(trials[i], labels[i], names) for i in front]
     log_metrics(runs, runs.parent_run_id, {"pareto/hypervolume": volume, "pareto/num_trials": len(trials)}, len(trials))
-    _log_pareto_artifacts(client, runs, rows, points, front, labels, names, maximize)
+    _log_pareto_artifacts(client, runs, rows, points, front, labels, names, maximize, markers)
     return ParetoSummary(rows, volume, len(trials), ref)
 
 
@@ -468,7 +472,8 @@ def _tag_pareto(client: MlflowClient, trials: Sequence[Run], front: set[int]) ->
 def _front_row(run: Run, label: str, names: Sequence[str]) -> dict[str, Any]:
     row: dict[str, Any] = {"label": label, "trial_id": run.data.tags.get(TAG_TRIAL), "run_id": run.info.run_id}
     row.update({name: run.data.metrics[name] for name in names})
-    row.update({f"params.{k}": v for k, v in sorted(run.data.params.items())})
+    # The trial's own params: its run record (`record.*`: versions, commit, data) is on its run page.
+    row.update({f"params.{k}": v for k, v in sorted(run.data.params.items()) if not k.startswith(RECORD_PREFIX)})
     return row
 
 
@@ -481,6 +486,7 @@ def _log_pareto_artifacts(
     labels: list[str],
     names: list[str],
     maximize: list[bool],
+    markers: Sequence[Marker],
 ) -> None:
     """Write front.json/png/html and upload them to the parent's `pareto/`, replacing the previous ones.
 
@@ -491,8 +497,10 @@ def _log_pareto_artifacts(
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         pd.DataFrame(rows).to_json(folder / "front.json", orient="split", index=False, date_format="iso")
-        pareto_figure(points, front, labels, names, maximize).savefig(folder / "front.png", bbox_inches="tight")
-        (folder / "front.html").write_text(pareto_html(points, front, labels, names, maximize), encoding="utf-8")
+        figure = pareto_figure(points, front, labels, names, maximize, markers=markers)
+        figure.savefig(folder / "front.png", bbox_inches="tight")
+        page = pareto_html(points, front, labels, names, maximize, markers)
+        (folder / "front.html").write_text(page, encoding="utf-8")
         log_artifacts(runs, tmp, "pareto")
     _register_table(client, runs.parent_run_id, "pareto/front.json")
 

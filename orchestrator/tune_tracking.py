@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 from ray.tune import Callback
 
 from orchestrator import tracking
+from orchestrator.pareto_artifacts import Marker
 from trainables.report_keys import DIVERGED, DIVERGENCE_REASON, TRIAL_COMPLETE
 
 # Tune's bookkeeping keys, not metrics of ours.
@@ -24,19 +25,32 @@ _RESULT_TAGS = {"node_id": "clreg.node_id", DIVERGENCE_REASON: "clreg.divergence
 
 
 class SweepTracker(Callback):
-    """Creates a child run per trial, logs per-epoch and final metrics, and refreshes the Pareto front."""
+    """Creates a child run per trial, logs per-epoch and final metrics, and refreshes the Pareto front.
+
+    Args:
+        runs: the sweep's MLflow runs.
+        objectives: (metric, mode) pairs of the front.
+        describe: a trial's tags, from its sampled parameters.
+        record: the run record params of a trial (`orchestrator.run_record.trial_params`), from its sampled
+            parameters; logged beside them.
+        markers: the reference models drawn on the front's pictures.
+    """
 
     def __init__(self, runs: tracking.SweepRuns, objectives: list[tuple[str, str]],
-                 describe: Callable[[dict], dict[str, str]]) -> None:
+                 describe: Callable[[dict], dict[str, str]], record: Callable[[dict], Mapping[str, str]],
+                 markers: Sequence[Marker]) -> None:
         self.runs = runs
         self.objectives = objectives
         self.describe = describe
+        self.record = record
+        self.markers = list(markers)
         self._run_ids: dict[str, str] = {}
 
     def _run_id(self, trial) -> str:
         if trial.trial_id not in self._run_ids:
             tags = {"clreg.trial_id": trial.trial_id, **self.describe(trial.config)}
-            self._run_ids[trial.trial_id] = tracking.child_run(self.runs, trial.trial_id, dict(trial.config), tags)
+            params = {**dict(trial.config), **self.record(dict(trial.config))}
+            self._run_ids[trial.trial_id] = tracking.child_run(self.runs, trial.trial_id, params, tags)
         return self._run_ids[trial.trial_id]
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
@@ -61,7 +75,7 @@ class SweepTracker(Callback):
         complete = bool(result.get(TRIAL_COMPLETE))
         tracking.finish_child(self.runs, run_id, "FINISHED" if complete else "KILLED",
                               None if complete else "stopped early by the scheduler")
-        summary = tracking.update_pareto(self.runs, self.objectives)
+        summary = tracking.update_pareto(self.runs, self.objectives, markers=self.markers)
         values = ", ".join(f"{m}={_fmt(result.get(m))}" for m, _ in self.objectives)
         _say(f"trial {trial.trial_id} done ({values}); {summary.num_trials} complete, "
                  f"{len(summary.front)} on the Pareto front, hypervolume {summary.hypervolume:.4g}")

@@ -120,17 +120,34 @@ def test_npo_reference_model_under_zero3_with_two_workers(prepared, base_cfg):
 
 
 def test_eval_command_scores_the_oracle_against_itself(prepared, base_cfg, tmp_path, small_overrides):
-    """`clreg-sweep eval` on the prepared oracle, with the oracle's own reference: forget quality is exactly 1."""
+    """`clreg-sweep eval` on the prepared oracle, with the oracle's own reference: forget quality is exactly 1.
+
+    Written as open-unlearning's log too, that log then replaces the trained oracle's reference in `prepare`
+    (`prepare.enabled: true` + `prepare.oracle_logs`: the cached models are reused, the reference is the log's).
+    """
     from orchestrator import cli
+    from trainables.metrics.registry import OracleReference
 
     oracle_dir = str(prepared.target_dir).replace("/target/", "/oracle/")
     sets = [f"--set={s}" for s in small_overrides] + [f"--set=prepare.cache_dir={base_cfg.prepare.cache_dir}"]
     code = cli.main(["eval", oracle_dir, *sets, "--oracle-reference", prepared.oracle_reference,
-                     "--out", str(tmp_path)])
+                     "--out", str(tmp_path), "--format", "open-unlearning"])
     assert code == 0
     aggregates = json.loads((tmp_path / "eval_aggregates.json").read_text())
     assert aggregates["forget_quality"] == pytest.approx(1.0)
     assert (tmp_path / "eval_per_item.json").is_file()
+
+    with_log = base_cfg.model_copy(update={"prepare": base_cfg.prepare.model_copy(update={
+        "oracle_logs": str(tmp_path / "TOFU_EVAL.json")})})
+    messages: list[str] = []
+    from_log = prepare(with_log, log=messages.append)
+    assert any("cache hit" in m for m in messages), messages  # the log does not change what is trained
+    assert from_log.target_dir == prepared.target_dir and from_log.oracle_reference != prepared.oracle_reference
+    trained = OracleReference.from_json(Path(prepared.oracle_reference).read_text())
+    logged = OracleReference.from_json(Path(from_log.oracle_reference).read_text())
+    assert len(logged.forget_truth_ratios) == 12  # the same model scored again: the same reference
+    assert logged.forget_truth_ratios == pytest.approx(trained.forget_truth_ratios, rel=1e-5)
+    assert logged.mia_min_k_auc == pytest.approx(trained.mia_min_k_auc)
 
 
 def test_lora_trial_with_evaluation_every_epoch(prepared, base_cfg):

@@ -22,6 +22,7 @@ from optuna.trial import FixedTrial
 
 from orchestrator import cli
 from orchestrator.pareto import pareto_front
+from orchestrator.references import ORACLE_LOG_LABEL, TARGET_LABEL, ReferencePoint, References
 from orchestrator.report import (
     ENTANGLEMENT_PNG,
     HEATMAP_PNG,
@@ -35,7 +36,7 @@ from orchestrator.report import (
 )
 from orchestrator.sweep import _claim_sweep_dir, describe_trial, resolve_space, sweep_paths
 from orchestrator.sweep_config import SweepConfig
-from orchestrator.tracking import child_run, default_tracking_uri, finish_child, log_metrics, open_sweep
+from orchestrator.tracking import child_run, default_tracking_uri, finish_child, log_metrics, open_sweep, set_tags
 from trainables.atomic_files import write_json_atomic
 from trainables.metrics.evaluate import EvalResult, save_eval
 
@@ -195,6 +196,7 @@ def test_layer_ablation_takes_tau_from_the_base_and_skips_tau_curves(store: Path
     assert heatmap.matrix()[:, 0] == pytest.approx([0.85, 0.55, 0.25])
     check_png(report.directory / HEATMAP_PNG)
     assert "- metric vs tau: tau is 0.7 in every CLReg trial" in report.markdown
+    assert "The sweep's parent run has no `reference/*` metrics" in report.markdown
 
 
 def test_sampled_sweep_has_no_ablation_plots_and_profiles_average_the_seeds(store: Path) -> None:
@@ -251,8 +253,21 @@ def test_method_compare_entanglement_present_then_absent(store: Path) -> None:
         sweep.trial(trial_id, combo, {"forget_quality": fq, "model_utility": 1.0 - fq})
         sweep.evaluation(trial_id, profile(0.2 * on + 0.01 * seed))
     best, baseline = ids[("npo", True, 1)], ids[("npo", False, 1)]
+    # As `run_sweep` logs them when the sweep starts; the oracle log has no utility, so it cannot be drawn.
+    refs = References((ReferencePoint("target", TARGET_LABEL, {"forget_quality": 0.0123, "model_utility": 0.91}),
+                       ReferencePoint("oracle", ORACLE_LOG_LABEL, {"forget_quality": 1.0, "privleak": 0.0})), {})
+    log_metrics(sweep.runs, sweep.runs.parent_run_id, refs.metrics())
+    set_tags(sweep.runs, sweep.runs.parent_run_id, refs.tags())
 
     report = sweep_report(sweep.root, html=True)
+
+    pareto = report.plots[PARETO_PNG]
+    assert [(m.label, m.values) for m in pareto.markers] == [(TARGET_LABEL, (0.0123, 0.91))]
+    assert pareto.front == pareto_front(pareto.points, maximize=[True, True])  # the trials' front alone
+    assert "## Reference points" in report.markdown
+    assert "| reference point | forget_quality | model_utility |" in report.markdown
+    assert f"| {TARGET_LABEL} | 0.0123 | 0.91 |" in report.markdown
+    assert f"| {ORACLE_LOG_LABEL} | 1 | - |" in report.markdown
 
     # tau and layer are the base's defaults in every trial: nothing to draw against them.
     assert report.skipped["metric vs tau"].startswith("tau is 0.5 in every CLReg trial")
@@ -273,6 +288,7 @@ def test_method_compare_entanglement_present_then_absent(store: Path) -> None:
         assert source.startswith("data:image/png;base64,")
         assert base64.b64decode(source.split(",", 1)[1]) == (report.directory / name).read_bytes()
     assert "<table>" in page and "Plots not drawn" in page
+    assert f"<td>{TARGET_LABEL}</td><td>0.0123</td><td>0.91</td>" in page
 
     client = MlflowClient(sweep.runs.tracking_uri)
     logged = {a.path for a in client.list_artifacts(sweep.runs.parent_run_id, REPORT_DIR)}

@@ -5,15 +5,26 @@ The prepared model comes from the session's shared cache (`prepare_cache`), as a
 
 from __future__ import annotations
 
+import json
+import re
 import signal
 import statistics
 import time
+from importlib import metadata
 
 import optuna
 import pytest
+from scipy.stats import ks_2samp
 
 from orchestrator import cli
+from orchestrator.config_files import load_config
 from orchestrator.pareto import pareto_front
+from orchestrator.prepare import prepare, prepared_dir
+from orchestrator.references import ORACLE_LABEL, TARGET_LABEL
+from orchestrator.run_record import PACKAGES, SOURCE_DIR, git_commit
+from trainables.config import TrialConfig
+from trainables.data.loading import benchmark_fingerprint, load_benchmark
+from trainables.metrics.definitions import DEFINITIONS_VERSION
 
 pytestmark = pytest.mark.slow
 
@@ -54,10 +65,44 @@ def test_four_trial_sweep_logs_trials_study_and_pareto_front(sweep_env, monkeypa
     assert {i for i, c in enumerate(children) if c.data.tags.get("pareto") == "true"} == on_front
     assert "pareto/hypervolume" in parents[0].data.metrics
 
+    # Reference points on the parent, from the prepared target's and oracle's saved evaluations.
+    parent = parents[0].data
+    base = load_config(TrialConfig, None, [*sweep_env.overrides, "train.epochs=1"])  # the sweep's base
+    prepared = prepared_dir(prepare(base, log=lambda _: None))  # a cache hit: the sweep's prepared models
+    target = json.loads((prepared / "target" / "eval_aggregates.json").read_text())
+    target_tr = json.loads((prepared / "target" / "eval_per_item.json").read_text())["forget_truth_ratio"]
+    oracle_tr = json.loads((prepared / "oracle" / "eval_per_item.json").read_text())["forget_truth_ratio"]
+    assert parent.metrics["reference/target/forget_quality"] == pytest.approx(ks_2samp(target_tr, oracle_tr).pvalue)
+    assert parent.metrics["reference/target/model_utility"] == pytest.approx(target["model_utility"])
+    assert parent.metrics["reference/oracle/forget_quality"] == 1.0  # the KS test of a sample against itself
+    assert parent.metrics["reference/oracle/privleak"] == 0.0
+    assert (parent.tags["clreg.reference.target"], parent.tags["clreg.reference.oracle"]) == (TARGET_LABEL,
+                                                                                               ORACLE_LABEL)
+    assert (prepared / "reference.json").is_file()
+
+    # The run record on every child (and the parent): what produced the numbers beyond the config.
+    fingerprint = benchmark_fingerprint(load_benchmark(base.data, base.prepare.cache_dir))
+    expected = {f"record.versions.{name}": metadata.version(name) for name in PACKAGES} | {
+        "record.world_size": str(base.train.num_workers),
+        "record.effective_batch_size": str(base.train.micro_batch_size * base.train.grad_accum
+                                           * base.train.num_workers),
+        "record.benchmark_fingerprint": fingerprint,
+        "record.eval_definitions": base.eval.definitions,
+        "record.eval_definitions_version": DEFINITIONS_VERSION[base.eval.definitions],
+        "record.clreg_sweep_version": metadata.version("clreg-sweep"),
+    }
+    for run in (*children, parents[0]):
+        assert {k: run.data.params.get(k) for k in expected} == expected
+        if git_commit(SOURCE_DIR) is not None:  # run from a checkout: its HEAD, "-dirty" with changes
+            assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", run.data.params["record.git_commit"])
+
     report = cli.main(["report", str(sweep_env.sweep_dir("four"))])
     assert report == 0
     text = (sweep_env.sweep_dir("four") / "report" / "report.md").read_text()
     assert "Pareto front" in text and text.count("| * |") == len(on_front)
+    fq, mu = (parent.metrics[f"reference/target/{m}"] for m in OBJECTIVES)
+    assert "## Reference points" in text and f"| {TARGET_LABEL} | {fq:.4g} | {mu:.4g} |" in text
+    assert f"| {ORACLE_LABEL} | 1 |" in text
 
 
 def test_repeated_seeds_score_a_point_by_its_mean(sweep_env, monkeypatch):

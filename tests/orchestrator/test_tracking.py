@@ -17,6 +17,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos import databricks_pb2
 
 from orchestrator.pareto import hypervolume, pareto_front
+from orchestrator.pareto_artifacts import Marker
 from orchestrator.tracking import (
     SweepRuns,
     TrackingError,
@@ -213,6 +214,26 @@ def test_update_pareto_tags_front_and_logs_artifacts(runs: SweepRuns, tmp_path: 
     assert "<script" not in page and "src=" not in page and "href=" not in page  # opens offline
     assert page.count("<circle") == 8 and page.count("<title>") == 9  # page title + one tooltip per trial
     assert {"path": "pareto/front.json", "type": "table"} in json.loads(parent.data.tags["mlflow.loggedArtifacts"])
+
+
+def test_reference_markers_are_drawn_but_change_neither_front_nor_hypervolume(runs: SweepRuns, tmp_path: Path) -> None:
+    _populate(runs)
+    # Both markers dominate every trial: were they trials, the front would be them alone.
+    markers = [Marker("target (before unlearning)", (0.99, 0.01)), Marker("oracle (retain only)", (1.0, 0.05))]
+    assert pareto_front([list(m.values) for m in markers] + [[0.9, 0.5]], (True, False)) == [0, 1]
+    plain = update_pareto(runs, OBJECTIVES)
+    marked = update_pareto(runs, OBJECTIVES, markers=markers)
+    assert marked == plain
+    assert [row["trial_id"] for row in marked.front] == ["t6", "t0", "t2", "t3", "t1"]
+
+    client = MlflowClient(runs.tracking_uri)
+    assert [m.value for m in client.get_metric_history(runs.parent_run_id, "pareto/hypervolume")] == [
+        pytest.approx(plain.hypervolume)] * 2
+    folder = Path(client.download_artifacts(runs.parent_run_id, "pareto", str(tmp_path)))
+    page = (folder / "front.html").read_text()
+    assert page.count("<circle") == 8 and page.count("<polygon") == 2
+    assert "<title>oracle (retain only)&#10;forget_quality = 1&#10;loss = 0.05</title>" in page
+    assert ">target (before unlearning)</text>" in page
 
 
 def test_finish_child_records_a_short_failure_reason(runs: SweepRuns) -> None:

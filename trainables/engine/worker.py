@@ -25,12 +25,13 @@ from trainables.atomic_files import write_json_atomic
 from trainables.config import TrialConfig
 from trainables.data.formatting import Encoded, collate, encode
 from trainables.data.loading import load_benchmark
-from trainables.data.schema import Example, require_paraphrases
+from trainables.data.schema import Benchmark, Example, require_paraphrases
 from trainables.engine.deepspeed_config import deepspeed_config, inference_config, linear_schedule
 from trainables.engine.schedule import Layout, epoch_permutation, micro_batch, view_generator
 from trainables.engine.views import forward_at_layer, rerun_layer
 from trainables.model.layers import mean_pool, resolve_layer
 from trainables.model.loading import load_causal_lm, load_tokenizer, num_layers
+from trainables.model.tiny import TINY_PRESET
 from trainables.objectives import (
     ResolvedMethod,
     SequenceOutputs,
@@ -357,6 +358,19 @@ def _clreg_on(cfg: TrialConfig, job: WorkerJob) -> bool:
     return job.task == "unlearn" and cfg.clreg.enabled and cfg.clreg.lam > 0
 
 
+def finetune_extra(bench: Benchmark, cfg: TrialConfig) -> list[Example]:
+    """What `prepare` trains target and oracle on besides forget/retain.
+
+    `bench.extra_train` (the synthetic benchmark's invented facts), or for a model built from scratch
+    (`tiny-llama`) on data without them, the real-authors and world-facts eval sets: a stand-in for the
+    pretraining that taught a real model those facts, so its utility on them is not zero by construction. Utility
+    on those sets then measures recall of trained facts, not general knowledge.
+    """
+    if bench.extra_train or cfg.model.name_or_path != TINY_PRESET:
+        return bench.extra_train
+    return bench.eval_sets.get("real_authors", []) + bench.eval_sets.get("world_facts", [])
+
+
 def _tokenised_data(cfg: TrialConfig, job: WorkerJob, tokenizer) -> TrainData:
     bench = load_benchmark(cfg.data, cfg.prepare.cache_dir)
     n = cfg.data.max_length
@@ -365,7 +379,7 @@ def _tokenised_data(cfg: TrialConfig, job: WorkerJob, tokenizer) -> TrainData:
         return [encode(tokenizer, e, n) for e in examples]
 
     if job.task == "finetune":
-        split = bench.retain + bench.extra_train
+        split = bench.retain + finetune_extra(bench, cfg)
         if job.finetune_split == "target":
             split = bench.forget + split
         return TrainData(forget=enc(split), retain=[], paraphrase=None)
@@ -490,6 +504,7 @@ def _save_and_evaluate(engine, tokenizer, cfg: TrialConfig, job: WorkerJob, out:
     metrics: dict = {}
     if rank == 0 and job.evaluate:
         from trainables.evaluation import evaluate_saved_model
+        from trainables.metrics.evaluate import MISSING_REASONS_KEY, PARTIAL_SUFFIX
 
         started = time.perf_counter()
         aggregates = evaluate_saved_model(
@@ -498,6 +513,9 @@ def _save_and_evaluate(engine, tokenizer, cfg: TrialConfig, job: WorkerJob, out:
         )
         metrics = {k: v for k, v in aggregates.items() if isinstance(v, (int, float)) and math.isfinite(v)}
         metrics["eval_seconds"] = time.perf_counter() - started
+        for name, reason in sorted(aggregates.get(MISSING_REASONS_KEY, {}).items()):
+            label = name if name.endswith(PARTIAL_SUFFIX) else f"{name} missing"
+            print(f"eval{'' if final else ' (mid-run)'}: {label}: {reason}", flush=True)
     if dist.is_initialized():
         dist.barrier()
     return metrics
