@@ -513,7 +513,10 @@ def _save_and_evaluate(engine, tokenizer, cfg: TrialConfig, job: WorkerJob, out:
         )
         metrics = {k: v for k, v in aggregates.items() if isinstance(v, (int, float)) and math.isfinite(v)}
         metrics["eval_seconds"] = time.perf_counter() - started
-        for name, reason in sorted(aggregates.get(MISSING_REASONS_KEY, {}).items()):
+        # prepare's models are evaluated before the oracle reference exists; their oracle metrics are scored
+        # afterwards as the sweep's reference points (orchestrator/references.py), so only trials say why.
+        reasons = aggregates.get(MISSING_REASONS_KEY, {}) if job.task == "unlearn" else {}
+        for name, reason in sorted(reasons.items()):
             label = name if name.endswith(PARTIAL_SUFFIX) else f"{name} missing"
             print(f"eval{'' if final else ' (mid-run)'}: {label}: {reason}", flush=True)
     if dist.is_initialized():
