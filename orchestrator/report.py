@@ -180,7 +180,7 @@ def sweep_report(sweep_dir: str | Path, html: bool = False) -> SweepReport:
     sweep = _Sweep(rows, cfg.objective_modes, space, settings,
                    {r.trial_id: trial_label(_label_params(r, settings[r.trial_id], base), r.trial_id) for r in rows},
                    parent_references(state["tracking_uri"], state["parent_run_id"]))
-    out = _Draft([Heading(f"Sweep `{cfg.name}`", 1)])
+    out = _Draft([Heading(f"Sweep `{cfg.name}`", 1), Paragraph(_definitions_text(rows, cfg.base.eval.definitions))])
 
     front = _pareto_section(sweep, out)
     _tables(sweep, front, grid_params, out)
@@ -250,6 +250,22 @@ class _Draft:
 
     def skip(self, plot: str, why: str) -> None:
         self.skipped[plot] = why
+
+
+def _definitions_text(rows: Sequence[TrialRow], configured: str) -> str:
+    """Which metric formulas the trials were scored with, from their run records (`record.eval_definitions*`).
+
+    Numbers under `open-unlearning` sit beside open-unlearning's published tables; under `exact` they differ where
+    probabilities underflow (README, Metrics). A sweep whose trials disagree, or predate the record, says so.
+    """
+    recorded = sorted({(r.params.get("record.eval_definitions"), r.params.get("record.eval_definitions_version"))
+                       for r in rows} - {(None, None)})
+    if not recorded:
+        return (f"Metric definitions: `eval.definitions: {configured}` as configured; the trials carry no run "
+                "record of them.")
+    listed = ", ".join(f"`{name}` ({version})" for name, version in recorded)
+    mixed = " The trials were scored with different definitions: do not compare them." if len(recorded) > 1 else ""
+    return f"Metric definitions: {listed} (`eval.definitions`; see the README's Metrics table).{mixed}"
 
 
 def _pareto_section(sweep: _Sweep, out: _Draft) -> set[str]:

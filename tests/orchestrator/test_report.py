@@ -326,3 +326,24 @@ def test_cli_report_writes_the_report_directory_and_logs_it(store: Path, capsys:
 
 def test_report_of_a_directory_that_is_no_sweep_exits_2(tmp_path: Path) -> None:
     assert cli.main(["report", str(tmp_path)]) == cli.EXIT_INVALID
+
+
+def test_report_states_the_metric_definitions_the_trials_were_scored_with(store: Path) -> None:
+    sweep = Sweep(store, "definitions-stated", "clreg-default", trial_seeds=[0])
+    records = [("open-unlearning", "open-unlearning@d3d7cf9"), ("exact", "exact@1")]
+    for i, (name, version) in enumerate(records):
+        params = {**sweep.space.sample(FixedTrial({"clreg.tau": 0.5, "clreg.lambda": 1.0, "clreg.layer": "last-1",
+                                                   "train.lr": 1e-4}), NUM_LAYERS),
+                  "record.eval_definitions": name, "record.eval_definitions_version": version}
+        run_id = child_run(sweep.runs, f"t{i}", params, {"clreg.trial_id": f"t{i}"})
+        log_metrics(sweep.runs, run_id, {"forget_quality": 0.2 + 0.1 * i, "model_utility": 0.5})
+        finish_child(sweep.runs, run_id, "FINISHED")
+    markdown = sweep_report(sweep.root).markdown
+    assert "Metric definitions: `exact` (exact@1), `open-unlearning` (open-unlearning@d3d7cf9)" in markdown
+    assert "scored with different definitions: do not compare them" in markdown
+
+    unrecorded = Sweep(store, "definitions-unrecorded", "clreg-default", trial_seeds=[0])
+    unrecorded.trial("u0", {"clreg.tau": 0.5, "clreg.lambda": 1.0, "clreg.layer": "last-1", "train.lr": 1e-4},
+                     {"forget_quality": 0.3, "model_utility": 0.5})
+    assert ("Metric definitions: `eval.definitions: open-unlearning` as configured; the trials carry no run record"
+            in sweep_report(unrecorded.root).markdown)
