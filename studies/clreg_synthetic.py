@@ -192,12 +192,16 @@ def run_sweeps(steps: Steps, workdir: Path, keys: list[str]) -> None:
                              "--set", f"base.prepare.cache_dir={workdir / 'cache'}"])
 
 
-def evaluate_target(steps: Steps, workdir: Path, target_dir: str) -> Path:
-    """`clreg-sweep eval` of the prepared target with the oracle reference (cheap, no Ray): the before row."""
+def evaluate_target(steps: Steps, workdir: Path, target_dir: str, config_args: list[str] | None = None) -> Path:
+    """`clreg-sweep eval` of the prepared target with the oracle reference (cheap, no Ray): the before row.
+
+    `config_args` are the eval command's config file and `--set`s (default: this study's `common_sets`).
+    """
     out = workdir / "target-eval"
     if not (out / AGGREGATES_FILE).is_file():
         reference = Path(target_dir).parents[1] / "oracle_reference.json"
-        steps.run("target-eval", [*CLI, "eval", target_dir, *common_sets(workdir),
+        args = common_sets(workdir) if config_args is None else config_args
+        steps.run("target-eval", [*CLI, "eval", target_dir, *args,
                                   "--oracle-reference", str(reference), "--out", str(out)])
     return out
 

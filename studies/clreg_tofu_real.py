@@ -36,6 +36,7 @@ from studies.clreg_synthetic import (
     Trial,
     _f,
     _finite,
+    evaluate_target,
     group,
     mean_sd,
     one_sample,
@@ -47,7 +48,6 @@ from studies.clreg_synthetic import (
     welch,
 )
 from trainables.evaluation import load_eval
-from trainables.metrics.evaluate import AGGREGATES_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 TOFU = (REPO / ".." / "shared" / "data" / "tofu").resolve()
@@ -77,17 +77,6 @@ def run_sweep(steps: Steps, workdir: Path) -> None:
     steps.run(SWEEP.key, [*CLI, "sweep", str(SWEEP.file.relative_to(REPO)), *sets,
                           "--set", f"storage.dir={workdir / SWEEP.key}",
                           "--set", f"mlflow.tracking_uri=sqlite:///{workdir / 'mlflow.db'}"])
-
-
-def evaluate_target(steps: Steps, workdir: Path, target_dir: str) -> Path:
-    """`clreg-sweep eval` of the prepared target with the oracle reference, on the study's trial config."""
-    out = workdir / "target-eval"
-    if not (out / AGGREGATES_FILE).is_file():
-        reference = Path(target_dir).parents[1] / "oracle_reference.json"
-        sets = [a for s in data_sets(workdir) for a in ("--set", s)]
-        steps.run("target-eval", [*CLI, "eval", target_dir, str(BASE_FILE.relative_to(REPO)), *sets,
-                                  "--oracle-reference", str(reference), "--out", str(out)])
-    return out
 
 
 @dataclass
@@ -299,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         run_sweep(steps, workdir)
     result = read_sweep(SWEEP, workdir)
     target_dir = json.loads((result.root / STATE_FILE).read_text())["target_dir"]
-    target = load_eval(evaluate_target(steps, workdir, target_dir))
+    config_args = [str(BASE_FILE.relative_to(REPO)), *(a for s in data_sets(workdir) for a in ("--set", s))]
+    target = load_eval(evaluate_target(steps, workdir, target_dir, config_args))
     ctx = Context(workdir=workdir, steps=steps.done, env=machine(), result=result,
                   target={k: v for k, v in target.aggregates.items() if _finite(v)},
                   prepare=json.loads((Path(target_dir).parents[1] / "prepare_report.json").read_text()),
