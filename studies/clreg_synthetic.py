@@ -192,6 +192,16 @@ def run_sweeps(steps: Steps, workdir: Path, keys: list[str]) -> None:
                              "--set", f"base.prepare.cache_dir={workdir / 'cache'}"])
 
 
+def machine_lines(env: dict) -> list[str]:
+    """The Setup bullets every study states: the machine it ran on and the library versions and commit."""
+    return [
+        f"- Machine: {env['cpus']} cores, {env['cpu']}, {env['memory_gib']} GiB, {env['os']}, GPU: "
+        f"{env['gpu'] or 'none'}; shared with other work while the study ran, so wall times are indicative.",
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()) + f", Python {env['python']}; "
+        f"commit {env['commit']} (the working tree may hold uncommitted changes).",
+    ]
+
+
 def evaluate_target(steps: Steps, workdir: Path, target_dir: str, config_args: list[str] | None = None) -> Path:
     """`clreg-sweep eval` of the prepared target with the oracle reference (cheap, no Ray): the before row.
 
@@ -564,10 +574,7 @@ def render(ctx: Context) -> str:
         "",
         "## Setup",
         "",
-        f"- Machine: {env['cpus']} cores, {env['cpu']}, {env['memory_gib']} GiB, {env['os']}, GPU: "
-        f"{env['gpu'] or 'none'}; shared with other work while the study ran, so wall times are indicative.",
-        "- Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()) + f", Python {env['python']}; "
-        f"commit {env['commit']} (the working tree may hold uncommitted changes).",
+        *machine_lines(env),
         f"- Work directory (all outputs, outside the repository): `{ctx.workdir}`; MLflow: "
         f"`sqlite:///{ctx.workdir / 'mlflow.db'}`, one experiment per sweep.",
         f"- Prepared target and oracle ({load_sweep_dir(methods.root).base.prepare.epochs} fine-tuning epochs each): "

@@ -38,6 +38,7 @@ from studies.clreg_synthetic import (
     _finite,
     evaluate_target,
     group,
+    machine_lines,
     mean_sd,
     one_sample,
     overall,
@@ -250,10 +251,7 @@ def render(ctx: Context) -> str:
         "",
         "## Setup",
         "",
-        f"- Machine: {env['cpus']} cores, {env['cpu']}, {env['memory_gib']} GiB, {env['os']}, GPU: "
-        f"{env['gpu'] or 'none'}; shared with other work while the study ran, so wall times are indicative.",
-        "- Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()) + f", Python {env['python']}; "
-        f"commit {env['commit']} (the working tree may hold uncommitted changes).",
+        *machine_lines(env),
         f"- Data: `{TOFU}` (real TOFU, see its README.md); trial config `{BASE_FILE.relative_to(REPO)}`, sweep "
         f"`{SWEEP.file.relative_to(REPO)}`.",
         f"- Work directory (all outputs, outside the repository): `{ctx.workdir}`; MLflow: "
