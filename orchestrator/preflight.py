@@ -63,6 +63,7 @@ class Checked:
 
     bench: Benchmark
     data: DataCheck
+    oracle_log: OracleLog | None = None  # `prepare.oracle_logs` as read, when set
 
 
 def preflight(cfg: TrialConfig) -> Benchmark:
@@ -81,13 +82,12 @@ def check_trial(cfg: TrialConfig) -> Checked:
     if cfg.prepare.oracle_path and not Path(cfg.prepare.oracle_path).is_dir():
         raise ValueError(f"prepare.oracle_path {cfg.prepare.oracle_path!r} is not a directory")
     bench = load_benchmark(cfg.data, Path(cfg.prepare.cache_dir))
-    if cfg.prepare.oracle_logs:
-        check_oracle_logs(cfg.prepare.oracle_logs, bench)
+    oracle_log = check_oracle_logs(cfg.prepare.oracle_logs, bench) if cfg.prepare.oracle_logs else None
     if cfg.clreg.enabled:
         resolve_layer(cfg.clreg.layer, model_depth(cfg))
     if cfg.clreg.enabled and cfg.clreg.positives == "paraphrase":
         require_paraphrases(bench.forget)
-    return Checked(bench, check_data(cfg, bench))
+    return Checked(bench, check_data(cfg, bench), oracle_log)
 
 
 def preflight_tokenizer(cfg: TrialConfig, bench: Benchmark) -> tuple[Any, str]:

@@ -19,7 +19,7 @@ import yaml
 
 from orchestrator import tracking
 from orchestrator.pareto_artifacts import Marker
-from orchestrator.preflight import DataCheck, check_oracle_logs, check_trial, model_depth
+from orchestrator.preflight import DataCheck, check_trial, model_depth
 from orchestrator.run_record import RunRecord, collect, trial_params
 from orchestrator.sweep_config import SweepConfig
 from search_spaces.presets import load_preset
@@ -130,7 +130,7 @@ def validate_sweep(cfg: SweepConfig) -> ValidatedSweep:
     allowed = known_metrics()
     prep = cfg.base.prepare
     # An open-unlearning log replaces any trained oracle's reference, so it must hold what each objective reads.
-    oracle_log = check_oracle_logs(prep.oracle_logs, bench) if prep.oracle_logs else None
+    oracle_log = trial.oracle_log
     for i, obj in enumerate(cfg.objectives):
         if obj.metric not in allowed:
             raise SweepError(f"objectives[{i}].metric {obj.metric!r} is reported by no metric; allowed: "
