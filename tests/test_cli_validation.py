@@ -18,48 +18,15 @@ import yaml
 from orchestrator import cli
 from orchestrator.config_files import load_config
 from orchestrator.preflight import preflight
+from tests.refusals.harness import FORGET, HOLDOUT, RETAIN, RayStarted, perturbed_rows, tofu_dir, words, write_json
 from trainables.config import TrialConfig
-
-
-class RayStarted(Exception):
-    """Raised by the patched `ray.init`: the command got past validation."""
-
-
-# --- a small valid TOFU-layout directory ---------------------------------------------------------------------------
-
-def _qa(prefix: str, n: int) -> list[dict]:
-    return [{"question": f"{prefix} question {i}?", "answer": f"{prefix} answer number {i}."} for i in range(n)]
-
-
-FORGET = _qa("forget", 4)
-RETAIN = _qa("retain", 6)
-HOLDOUT = _qa("holdout", 3)
-
-
-def _perturbed(rows: list[dict]) -> list[dict]:
-    return [{**r, "paraphrased_answer": "In other words, " + r["answer"],
-             "perturbed_answer": [f"wrong {k}: {r['answer']}" for k in range(3)]} for r in rows]
-
-
-def _write_json(path: Path, rows) -> None:
-    path.write_text(json.dumps(rows), encoding="utf-8")
-
-
-def _tofu_dir(root: Path) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    _write_json(root / "forget10.json", FORGET)
-    _write_json(root / "forget10_perturbed.json", _perturbed(FORGET))
-    _write_json(root / "retain90.json", RETAIN)
-    _write_json(root / "holdout10.json", HOLDOUT)
-    return root
-
 
 # --- ways to break the data, one per case --------------------------------------------------------------------------
 
 def _only_forget05(d: Path) -> None:
     (d / "forget10.json").unlink()
     (d / "forget10_perturbed.json").unlink()
-    _write_json(d / "forget05.json", FORGET[:2])
+    write_json(d / "forget05.json", FORGET[:2])
 
 
 def _malformed_forget(d: Path) -> None:
@@ -67,22 +34,22 @@ def _malformed_forget(d: Path) -> None:
 
 
 def _retain_without_answer(d: Path) -> None:
-    _write_json(d / "retain90.json", [{"question": r["question"]} for r in RETAIN])
+    write_json(d / "retain90.json", [{"question": r["question"]} for r in RETAIN])
 
 
 def _empty_perturbed(d: Path) -> None:
-    rows = _perturbed(FORGET)
+    rows = perturbed_rows(FORGET)
     rows[1]["perturbed_answer"] = []
-    _write_json(d / "forget10_perturbed.json", rows)
+    write_json(d / "forget10_perturbed.json", rows)
 
 
 def _overlap(d: Path) -> None:
-    _write_json(d / "retain90.json", RETAIN + [FORGET[2]])
+    write_json(d / "retain90.json", RETAIN + [FORGET[2]])
 
 
 def _empty_forget(d: Path) -> None:
-    _write_json(d / "forget10.json", [])
-    _write_json(d / "forget10_perturbed.json", [])
+    write_json(d / "forget10.json", [])
+    write_json(d / "forget10_perturbed.json", [])
 
 
 def _retain_missing(d: Path) -> None:
@@ -90,11 +57,11 @@ def _retain_missing(d: Path) -> None:
 
 
 def _no_paraphrases(d: Path) -> None:
-    rows = _perturbed(FORGET)
+    rows = perturbed_rows(FORGET)
     for r in rows:
         del r["paraphrased_answer"]
         del r["perturbed_answer"]
-    _write_json(d / "forget10_perturbed.json", rows)
+    write_json(d / "forget10_perturbed.json", rows)
 
 
 # --- harness ---------------------------------------------------------------------------------------------------------
@@ -102,7 +69,7 @@ def _no_paraphrases(d: Path) -> None:
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     """A valid config file in `tmp_path` (TOFU layout data, tiny-llama with 8 layers) and a guarded `ray.init`."""
-    data = _tofu_dir(tmp_path / "data")
+    data = tofu_dir(tmp_path / "data")
     config = {
         "data": {"benchmark": "tofu", "path": str(data)},
         "model": {"tiny": {"num_layers": 8}},
@@ -127,11 +94,6 @@ def _nothing_started(root: Path) -> None:
     assert not ray.is_initialized()
     assert not (root / "runs").exists(), "a run directory was created"
     assert not (root / "cache" / "prepared").exists(), "a prepared-model cache entry was created"
-
-
-def _words(text: str) -> str:
-    """Whitespace collapsed, so a message is compared independently of how rich breaks its lines."""
-    return " ".join(text.split())
 
 
 Case = tuple[list[str], Callable[[Path], None] | None, list[str]]
@@ -184,10 +146,10 @@ def test_bad_input_exits_2_before_ray(env, capsys, sets, breaker, fragments) -> 
     for s in sets:
         argv += ["--set", s]
     assert cli.main(argv) == cli.EXIT_INVALID
-    err = _words(capsys.readouterr().err)
+    err = words(capsys.readouterr().err)
     assert "error:" in err
     for fragment in fragments:
-        assert _words(fragment) in err, f"{fragment!r} not in stderr: {err}"
+        assert words(fragment) in err, f"{fragment!r} not in stderr: {err}"
     _nothing_started(env["root"])
 
 
@@ -203,9 +165,9 @@ def test_validate_refuses_the_same_bad_input_in_a_sweep_file(env, capsys, sets, 
     for s in sets:
         argv += ["--set", f"base.{s}"]
     assert cli.main(argv) == cli.EXIT_INVALID
-    err = _words(capsys.readouterr().err)
+    err = words(capsys.readouterr().err)
     for fragment in fragments:
-        assert _words(fragment) in err, f"{fragment!r} not in stderr: {err}"
+        assert words(fragment) in err, f"{fragment!r} not in stderr: {err}"
     _nothing_started(env["root"])
     assert not (env["root"] / "sw").exists() and not (env["root"] / "mlflow.db").exists()
 
@@ -213,7 +175,7 @@ def test_validate_refuses_the_same_bad_input_in_a_sweep_file(env, capsys, sets, 
 def test_unknown_top_level_key(env, capsys) -> None:
     env["config"].write_text(yaml.safe_dump({**env["dict"], "trian": {"epochs": 1}}))
     assert cli.main(["run", str(env["config"])]) == cli.EXIT_INVALID
-    err = _words(capsys.readouterr().err)
+    err = words(capsys.readouterr().err)
     assert f"{env['config']}: trian: unknown key (typo?)" in err
     _nothing_started(env["root"])
 
@@ -221,7 +183,7 @@ def test_unknown_top_level_key(env, capsys) -> None:
 def test_unknown_nested_key_in_file(env, capsys) -> None:
     env["config"].write_text(yaml.safe_dump({**env["dict"], "train": {"epochs": 1, "micro_batch": 2}}))
     assert cli.main(["run", str(env["config"])]) == cli.EXIT_INVALID
-    err = _words(capsys.readouterr().err)
+    err = words(capsys.readouterr().err)
     assert "train.micro_batch: unknown key (typo?)" in err
     _nothing_started(env["root"])
 
@@ -229,7 +191,7 @@ def test_unknown_nested_key_in_file(env, capsys) -> None:
 def test_invalid_yaml(env, capsys) -> None:
     env["config"].write_text("data:\n  benchmark: tofu\n  path: [unclosed\nclreg: {tau: 0.5\n")
     assert cli.main(["run", str(env["config"])]) == cli.EXIT_INVALID
-    err = _words(capsys.readouterr().err)
+    err = words(capsys.readouterr().err)
     assert "not valid YAML" in err and "trial.yaml" in err
     _nothing_started(env["root"])
 
@@ -237,14 +199,14 @@ def test_invalid_yaml(env, capsys) -> None:
 def test_yaml_that_is_not_a_mapping(env, capsys) -> None:
     env["config"].write_text("- data\n- model\n")
     assert cli.main(["run", str(env["config"])]) == cli.EXIT_INVALID
-    assert "must be a mapping" in _words(capsys.readouterr().err)
+    assert "must be a mapping" in words(capsys.readouterr().err)
     _nothing_started(env["root"])
 
 
 def test_missing_config_file(env, capsys) -> None:
     missing = env["root"] / "nope.yaml"
     assert cli.main(["run", str(missing)]) == cli.EXIT_INVALID
-    err = _words(capsys.readouterr().err)
+    err = words(capsys.readouterr().err)
     assert "nope.yaml: no such config file" in err
     _nothing_started(env["root"])
 
@@ -252,21 +214,21 @@ def test_missing_config_file(env, capsys) -> None:
 @pytest.mark.parametrize("item", ["clreg.tau", "=0.3"])
 def test_set_without_key_value(env, capsys, item) -> None:
     assert cli.main(["run", str(env["config"]), "--set", item]) == cli.EXIT_INVALID
-    err = _words(capsys.readouterr().err)
+    err = words(capsys.readouterr().err)
     assert f"--set {item!r}: expected key=value" in err
     _nothing_started(env["root"])
 
 
 def test_set_into_a_scalar(env, capsys) -> None:
     assert cli.main(["run", str(env["config"]), "--set", "output_dir.x=1"]) == cli.EXIT_INVALID
-    assert "'output_dir' is not a section" in _words(capsys.readouterr().err)
+    assert "'output_dir' is not a section" in words(capsys.readouterr().err)
     _nothing_started(env["root"])
 
 
 def test_existing_run_directory(env, capsys) -> None:
     (env["root"] / "runs" / "taken").mkdir(parents=True)
     assert cli.main(["run", str(env["config"]), "--name", "taken"]) == cli.EXIT_INVALID
-    assert "exists; choose another --name" in _words(capsys.readouterr().err)
+    assert "exists; choose another --name" in words(capsys.readouterr().err)
     assert not ray.is_initialized()
     assert not (env["root"] / "cache" / "prepared").exists()
 
@@ -292,13 +254,13 @@ def test_model_path_missing_without_clreg(env, capsys) -> None:
     argv = ["run", str(env["config"]), "--set", "clreg.enabled=false", "--set", "prepare.enabled=false",
             "--set", "model.name_or_path=./nope/model"]
     assert cli.main(argv) == cli.EXIT_INVALID
-    assert "does not exist" in _words(capsys.readouterr().err)
+    assert "does not exist" in words(capsys.readouterr().err)
     _nothing_started(env["root"])
 
 
 def test_error_message_with_brackets_is_printed_verbatim(env, capsys) -> None:
     assert cli.main(["run", str(env["config"]), "--set", "clreg[/x]"]) == cli.EXIT_INVALID
-    assert "--set 'clreg[/x]': expected key=value" in _words(capsys.readouterr().err)
+    assert "--set 'clreg[/x]': expected key=value" in words(capsys.readouterr().err)
     _nothing_started(env["root"])
 
 
@@ -328,23 +290,23 @@ LOG_CASES: dict[str, tuple[Callable[[Path], None], list[str]]] = {
     "no-such-file": (lambda p: p.unlink(), ["no such file"]),
     "not-a-file": (_as_directory, ["is not a file"]),
     "not-json": (lambda p: p.write_text('{"forget_truth_ratio": {'), ["not valid JSON"]),
-    "not-an-object": (lambda p: _write_json(p, [0.5, 0.75]), ["expected a JSON object", "got a JSON list"]),
-    "no-reference-key": (lambda p: _write_json(p, {"model_utility": {"agg_value": 0.5}}),
+    "not-an-object": (lambda p: write_json(p, [0.5, 0.75]), ["expected a JSON object", "got a JSON list"]),
+    "no-reference-key": (lambda p: write_json(p, {"model_utility": {"agg_value": 0.5}}),
                          ["neither forget_truth_ratio", "nor mia_min_k", "keys: model_utility"]),
-    "value-by-index-a-list": (lambda p: _write_json(p, _scores(_ou_log(), [0.5, 0.75, 1.0, 1.25])),
+    "value-by-index-a-list": (lambda p: write_json(p, _scores(_ou_log(), [0.5, 0.75, 1.0, 1.25])),
                               ["forget_truth_ratio.value_by_index", "object of index -> {\"score\": number}"]),
-    "item-without-score": (lambda p: _write_json(p, _scores(_ou_log(), {str(i): {"prob": 0.5} for i in range(4)})),
+    "item-without-score": (lambda p: write_json(p, _scores(_ou_log(), {str(i): {"prob": 0.5} for i in range(4)})),
                            ['forget_truth_ratio.value_by_index["0"]', '{"score": number}']),
-    "score-not-a-number": (lambda p: _write_json(p, _scores(_ou_log(), {str(i): {"score": "1"} for i in range(4)})),
+    "score-not-a-number": (lambda p: write_json(p, _scores(_ou_log(), {str(i): {"score": "1"} for i in range(4)})),
                            ['forget_truth_ratio.value_by_index["0"]', '{"score": number}']),
-    "indices-from-1": (lambda p: _write_json(p, _scores(_ou_log(), {str(i): {"score": 1.0} for i in range(1, 5)})),
+    "indices-from-1": (lambda p: write_json(p, _scores(_ou_log(), {str(i): {"score": 1.0} for i in range(1, 5)})),
                        ["forget_truth_ratio.value_by_index", 'exactly "0".."3"', "unexpected: '4'"]),
-    "one-item-too-many": (lambda p: _write_json(p, _ou_log(5)),
+    "one-item-too-many": (lambda p: write_json(p, _ou_log(5)),
                           ["forget_truth_ratio.value_by_index: 5 truth ratios", "4 items with perturbed answers",
                            "data.forget_split"]),
-    "agg-value-a-string": (lambda p: _write_json(p, {**_ou_log(), "model_utility": {"agg_value": "0.5"}}),
+    "agg-value-a-string": (lambda p: write_json(p, {**_ou_log(), "model_utility": {"agg_value": "0.5"}}),
                            ["model_utility.agg_value", "a number or null", "'0.5'"]),
-    "auc-not-in-0-1": (lambda p: _write_json(p, {**_ou_log(), "mia_min_k": {"agg_value": 40.0}}),
+    "auc-not-in-0-1": (lambda p: write_json(p, {**_ou_log(), "mia_min_k": {"agg_value": 40.0}}),
                        ["mia_min_k.agg_value", "in [0, 1]", "40.0"]),
 }
 
@@ -352,7 +314,7 @@ LOG_CASES: dict[str, tuple[Callable[[Path], None], list[str]]] = {
 def _log_file(env: dict, breaker: Callable[[Path], None] | None = None) -> Path:
     path = env["root"] / "logs" / "TOFU_EVAL.json"
     path.parent.mkdir(exist_ok=True)
-    _write_json(path, _ou_log())
+    write_json(path, _ou_log())
     if breaker is not None:
         breaker(path)
     return path
@@ -376,10 +338,10 @@ def test_a_bad_oracle_log_exits_2_before_anything_starts(env, capsys, command, b
                                          "mlflow": {"tracking_uri": f"sqlite:///{env['root'] / 'mlflow.db'}"}}))
         argv = ["validate", str(sweep), "--set", f"base.prepare.oracle_logs={path}"]
     assert cli.main(argv) == cli.EXIT_INVALID
-    err = _words(capsys.readouterr().err)
+    err = words(capsys.readouterr().err)
     assert f"error: prepare.oracle_logs: {path}" in err, err
     for fragment in fragments:
-        assert _words(fragment) in err, f"{fragment!r} not in stderr: {err}"
+        assert words(fragment) in err, f"{fragment!r} not in stderr: {err}"
     _no_oracle_log_cached(env["root"])
     assert not (env["root"] / "sw").exists() and not (env["root"] / "mlflow.db").exists()
 
@@ -390,7 +352,7 @@ def saved_model(env) -> Path:
     from trainables.config import TinyModelConfig
     from trainables.model.tiny import build_tiny_llama
 
-    rows = _perturbed(FORGET) + RETAIN + HOLDOUT
+    rows = perturbed_rows(FORGET) + RETAIN + HOLDOUT
     texts = [t for r in rows for t in (r["question"], r["answer"], r.get("paraphrased_answer", ""),
                                        *r.get("perturbed_answer", []))]
     shape = TinyModelConfig(num_layers=2, hidden_size=16, num_heads=2, intermediate_size=32, vocab_size=300)
@@ -420,7 +382,7 @@ def test_an_oracle_log_is_accepted_as_the_oracle_of_a_released_model(env, saved_
     assert "valid" in capsys.readouterr().out
     without = [s if s == "--set" else f"base.{s}" for s in _released(saved_model)]
     assert cli.main(["validate", str(sweep), *without]) == cli.EXIT_INVALID
-    assert "set prepare.enabled, prepare.oracle_path or prepare.oracle_logs" in _words(capsys.readouterr().err)
+    assert "set prepare.enabled, prepare.oracle_path or prepare.oracle_logs" in words(capsys.readouterr().err)
     _no_oracle_log_cached(env["root"])
 
     cfg = load_config(TrialConfig, env["config"], [s for s in _released(saved_model,
@@ -436,14 +398,14 @@ def test_an_oracle_log_is_accepted_as_the_oracle_of_a_released_model(env, saved_
 
 
 def test_a_log_without_truth_ratios_cannot_serve_a_forget_quality_objective(env, saved_model, capsys) -> None:
-    path = _log_file(env, lambda p: _write_json(p, {"mia_min_k": {"agg_value": 0.4}}))
+    path = _log_file(env, lambda p: write_json(p, {"mia_min_k": {"agg_value": 0.4}}))
     sweep = env["root"] / "sweep.yaml"
     sweep.write_text(yaml.safe_dump({"name": "released", "base": env["dict"],
                                      "storage": {"dir": str(env["root"] / "sw")},
                                      "mlflow": {"tracking_uri": f"sqlite:///{env['root'] / 'mlflow.db'}"}}))
     sets = [s if s == "--set" else f"base.{s}" for s in _released(saved_model, f"prepare.oracle_logs={path}")]
     assert cli.main(["validate", str(sweep), *sets]) == cli.EXIT_INVALID
-    err = _words(capsys.readouterr().err)
+    err = words(capsys.readouterr().err)
     assert f"objectives[0].metric forget_quality needs forget_truth_ratio from the oracle, and prepare.oracle_logs " \
            f"{path} has none" in err, err
     _no_oracle_log_cached(env["root"])
@@ -452,7 +414,7 @@ def test_a_log_without_truth_ratios_cannot_serve_a_forget_quality_objective(env,
 def test_eval_format_open_unlearning_needs_out(env, capsys) -> None:
     argv = ["eval", str(env["root"] / "nope"), str(env["config"]), "--format", "open-unlearning"]
     assert cli.main(argv) == cli.EXIT_INVALID
-    assert "eval --format open-unlearning needs --out DIR" in _words(capsys.readouterr().err)
+    assert "eval --format open-unlearning needs --out DIR" in words(capsys.readouterr().err)
 
 
 def test_eval_writes_an_open_unlearning_log_that_serves_as_the_oracle(env, saved_model, capsys) -> None:
@@ -473,10 +435,10 @@ def test_eval_writes_an_open_unlearning_log_that_serves_as_the_oracle(env, saved
     assert log.aggregates == {k: v for k, v in ours.items() if k in log.aggregates}
     assert {"forget_prob", "forget_rouge", "retain_prob", "model_utility", "mia_zlib"} <= set(log.aggregates)
 
-    bad = _log_file(env, lambda p: _write_json(p, _ou_log(3)))
+    bad = _log_file(env, lambda p: write_json(p, _ou_log(3)))
     argv = ["eval", str(saved_model), str(env["config"]), *sets, "--oracle-reference", str(bad), "--out", str(again)]
     assert cli.main(argv) == cli.EXIT_INVALID
-    assert f"error: --oracle-reference: {bad}: forget_truth_ratio.value_by_index: 3 truth ratios" in _words(
+    assert f"error: --oracle-reference: {bad}: forget_truth_ratio.value_by_index: 3 truth ratios" in words(
         capsys.readouterr().err)
     assert not again.exists()
 
