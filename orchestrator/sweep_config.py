@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from orchestrator.config_files import ConfigError, apply_overrides, read_yaml, validate
-from trainables.config import StrictModel, TrialConfig
+from trainables.config import Seed, StrictModel, TrialConfig, expand_home
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid")
 
@@ -27,16 +27,17 @@ class SearchConfig(StrictModel):
     """How Optuna proposes trials and how many run at once."""
 
     sampler: Literal["tpe", "nsga2", "gp", "random", "grid"] = "tpe"
-    num_trials: int = Field(8, ge=1)
-    max_concurrent: int = Field(2, ge=1)
-    seed: int = 0
+    num_trials: int = Field(8, ge=1, le=100_000, description="trials to run, <= 100000")
+    max_concurrent: int = Field(2, ge=1, le=1024, description="trials running at once, <= 1024")
+    seed: Seed = Field(0, description="the sampler's seed, 0 .. 2**32-1")
     asha: bool = Field(False, description="stop weak trials early (ASHA on the first objective's epochs)")
     max_trial_failures: int = Field(
         2, ge=0, description="Tune restarts of a trial whose process or node died (it resumes from its checkpoint)",
     )
-    trial_seeds: list[int] | None = Field(
+    trial_seeds: list[Seed] | None = Field(
         None, min_length=1,
-        description="training seeds; replaces the space's `seeds` (e.g. [0] for a quick look without a spread)",
+        description="training seeds, each 0 .. 2**32-1; replaces the space's `seeds` (e.g. [0] for a quick look "
+        "without a spread)",
     )
 
 
@@ -45,6 +46,11 @@ class StorageConfig(StrictModel):
 
     dir: str = Field(".clreg/sweeps", description="sweep directories are created under it, one per sweep name")
     optuna_url: str | None = Field(None, description="Optuna RDB URL (default: SQLite file in the sweep dir)")
+
+    @field_validator("dir")
+    @classmethod
+    def _dir_home(cls, v: str) -> str:
+        return expand_home(v)
 
 
 class MlflowConfig(StrictModel):
@@ -59,7 +65,11 @@ class MlflowConfig(StrictModel):
 class SweepConfig(StrictModel):
     """A whole sweep."""
 
-    name: str = Field("clreg-sweep", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(
+        "clreg-sweep", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100,
+        description="one folder name (letters, digits, _ . -), at most 100 characters: it names the sweep folder "
+        "and the files in it",
+    )
     base: TrialConfig = Field(
         TrialConfig(), description="the trial config every trial starts from; in a file also the path of a trial "
         "config YAML (relative to the sweep file), inlined when read",

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -70,7 +71,7 @@ from pydantic import (
     model_validator,
 )
 
-from trainables.config import StrictModel, TrialConfig
+from trainables.config import MAX_SEED, StrictModel, TrialConfig, short_repr
 
 if typing.TYPE_CHECKING:
     from optuna.trial import BaseTrial
@@ -162,6 +163,11 @@ class CategoricalParam(_Conditional):
     type: Literal["categorical"]
     choices: list[Scalar] = Field(min_length=1)
 
+    @field_validator("choices", mode="before")
+    @classmethod
+    def _finite(cls, choices: Any) -> Any:
+        return _check_finite(choices, "choices")
+
     @field_validator("choices")
     @classmethod
     def _unique(cls, choices: list[Any]) -> list[Any]:
@@ -182,6 +188,11 @@ class GridParam(_Conditional):
 
     type: Literal["grid"]
     values: list[Scalar] = Field(min_length=1)
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _finite(cls, values: Any) -> Any:
+        return _check_finite(values, "values")
 
     @field_validator("values")
     @classmethod
@@ -269,8 +280,9 @@ class SearchSpace(StrictModel):
     description: str = ""
     parameters: dict[str, Param] = Field(default_factory=dict)
     fixed: dict[str, FixedValue] = Field(default_factory=dict)
-    seeds: list[StrictInt] | None = Field(
-        None, min_length=1, description="training seeds each point runs with (a grid axis, or repeats; see module)"
+    seeds: list[Annotated[StrictInt, Field(ge=0, le=MAX_SEED)]] | None = Field(
+        None, min_length=1,
+        description="training seeds each point runs with, each 0 .. 2**32-1 (a grid axis, or repeats; see module)",
     )
 
     _params: dict[str, Param] = PrivateAttr(default_factory=dict)
@@ -282,12 +294,14 @@ class SearchSpace(StrictModel):
         for name, spec in parameters.items() if isinstance(parameters, Mapping) else []:
             if not isinstance(spec, Mapping):
                 raise ValueError(
-                    f"parameter {name!r}: expected a mapping with a 'type' ({', '.join(PARAM_TYPES)}), got {spec!r}; "
+                    f"parameter {name!r}: expected a mapping with a 'type' ({', '.join(PARAM_TYPES)}), "
+                    f"got {short_repr(spec)}; "
                     "a constant belongs in `fixed:`"
                 )
             if spec.get("type") not in PARAM_TYPES:
                 raise ValueError(
-                    f"parameter {name!r}: unknown type {spec.get('type')!r}; allowed: {', '.join(PARAM_TYPES)}"
+                    f"parameter {name!r}: unknown type {short_repr(spec.get('type'))}; "
+                    f"allowed: {', '.join(PARAM_TYPES)}"
                 )
         return parameters
 
@@ -510,7 +524,9 @@ class SearchSpace(StrictModel):
                 TrialConfig.model_validate(apply({}, {path: value}))
             except ValidationError as exc:
                 reason = "; ".join(e["msg"] for e in exc.errors())
-                raise ValueError(f"{owner}: value {value!r} is not valid in the trial config: {reason}") from None
+                raise ValueError(
+                    f"{owner}: value {short_repr(value)} is not valid in the trial config: {reason}"
+                ) from None
 
 
 class ConfigKey(NamedTuple):
@@ -598,7 +614,17 @@ def _check_unique(values: list[Any], field: str) -> list[Any]:
     keys = [(type(v) is bool, v) for v in values]
     repeated = [v for i, v in enumerate(values) if keys[i] in keys[:i]]
     if repeated:
-        raise ValueError(f"{field} must not repeat a value, got {values} (repeated: {repeated})")
+        raise ValueError(f"{field} must not repeat a value, got {short_repr(values)} "
+                         f"(repeated: {short_repr(repeated)})")
+    return values
+
+
+def _check_finite(values: Any, field: str) -> Any:
+    """Refuse `.inf` and `.nan` among the values, with one message (the union of choice types would give four)."""
+    if isinstance(values, (list, tuple)):
+        bad = [v for v in values if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"{field} must be finite numbers, got {short_repr(bad)}")
     return values
 
 
@@ -614,7 +640,7 @@ def _layer_index(spec: LayerSpec, num_layers: int) -> int:
             raise ValueError(f"a layer index must be >= 0, got {spec}")
         return spec
     if not (spec.startswith("last-") and spec[5:].isdigit() and int(spec[5:]) >= 1):
-        raise ValueError(f"a layer must be 'last-k' with k >= 1 or a 0-based index, got {spec!r}")
+        raise ValueError(f"a layer must be 'last-k' with k >= 1 or a 0-based index, got {short_repr(spec)}")
     return num_layers - int(spec[5:])
 
 

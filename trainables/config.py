@@ -7,39 +7,124 @@ that only exist at run time (models, tokenizers, process groups) are never part 
 
 from __future__ import annotations
 
+import reprlib
+import types
+import typing
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+MAX_SEED = 2**32 - 1  # numpy's and Optuna's samplers take seeds in 0 .. 2**32 - 1
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+BOOL_FOR_NUMBER = "bool_for_number"  # the pydantic error type of a boolean given for a number
+
+_REPR = reprlib.Repr()  # keyword arguments need Python 3.12
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict, _REPR.maxset = 3, 8, 8, 6, 6
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 60, 60, 40
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """A repr of at most `limit` characters, built without ever forming the whole repr.
+
+    Error messages show the value at fault; a value can be a huge string or a structure expanded from YAML aliases,
+    whose full repr would take minutes and gigabytes, so the repr is bounded level by level, then cut.
+    """
+    text = _REPR.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _members(annotation: Any) -> list[Any]:
+    """The alternatives of a field type: `X | Y | None` flattened, `Annotated[...]` unwrapped."""
+    if typing.get_origin(annotation) is Annotated:
+        return _members(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [m for arg in typing.get_args(annotation) for m in _members(arg)]
+    return [annotation]
+
+
+def _takes_number_not_bool(annotation: Any) -> bool:
+    """Whether a field of this type takes an int or float but no bool (a bool member would make `true` valid)."""
+    members = _members(annotation)
+    return bool not in members and any(m in (int, float) for m in members)
+
+
+def _bool_for_number(annotation: Any, value: Any) -> bool:
+    """Whether `value` holds a boolean where `annotation` wants a number (directly or as a list/tuple item)."""
+    if isinstance(value, bool):
+        return _takes_number_not_bool(annotation)
+    if isinstance(value, (list, tuple)) and any(isinstance(v, bool) for v in value):
+        for member in _members(annotation):
+            if typing.get_origin(member) in (list, tuple):
+                items = [a for a in typing.get_args(member) if a is not Ellipsis]
+                return bool(items) and all(_takes_number_not_bool(a) for a in items)
+    return False
+
+
+def _yaml_spelling(value: Any) -> str:
+    """A value as the config file spells it (`true`, not Python's `True`), shortened."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_yaml_spelling(v) for v in value[:8]) + (", ...]" if len(value) > 8 else "]")
+    return short_repr(value, 40)
 
 
 class StrictModel(BaseModel):
-    """Refuses unknown keys, so a typo in a config file is an error that names the key, not a silent default."""
+    """The base of every config model: strict where YAML and pydantic's lax mode would let a mistake through.
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    Unknown keys are refused, so a typo is an error that names the key, not a silent default. Floats must be
+    finite: `.inf` passes every `> 0` limit and `.nan` every comparison. A boolean is refused where a number is
+    meant (lax mode turns `true` into 1), while numeric strings still convert, because PyYAML reads `1e-4` (no
+    dot) as a string and users write it.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, data: Any) -> Any:
+        # A model-level check: a field-level one may not run on the discriminator fields of the search space.
+        if isinstance(data, dict):
+            for name, info in cls.model_fields.items():
+                for key in {name, info.alias or name}:
+                    if key in data and _bool_for_number(info.annotation, data[key]):
+                        raise PydanticCustomError(
+                            BOOL_FOR_NUMBER, "{key}: expected a number, not a boolean (got {value})",
+                            {"key": key, "value": _yaml_spelling(data[key])},
+                        )
+        return data
+
+
+def expand_home(value: str | None) -> str | None:
+    """`~/x` as the user's home folder: a path from YAML is not expanded by a shell, and `~` is never meant."""
+    return str(Path(value).expanduser()) if value is not None and value.startswith("~") else value
 
 
 def _absolute_if_local(value: str | None) -> str | None:
     """A relative path that exists here, made absolute where the config is read (the driver).
 
     Ray workers run in directories of their own, so a relative `data.path` or model directory that the driver
-    found would not be found by them; hub names (`locuslab/TOFU`) and absolute paths are kept as given.
+    found would not be found by them; hub names (`locuslab/TOFU`) and absolute paths are kept as given, and
+    `~` is expanded first (see `expand_home`).
     """
-    if value is None or Path(value).is_absolute() or not Path(value).expanduser().exists():
+    value = expand_home(value)
+    if value is None or Path(value).is_absolute() or not Path(value).exists():
         return value
-    return str(Path(value).expanduser().resolve())
+    return str(Path(value).resolve())
 
 
 class SyntheticConfig(StrictModel):
     """Sizes of the generated `synthetic-tofu` benchmark (defaults fit the 2-core CPU quickstart)."""
 
-    num_authors: int = Field(20, ge=3, description="authors trained on (forget + retain)")
-    qa_per_author: int = Field(8, ge=1)
+    num_authors: int = Field(20, ge=3, le=10_000, description="authors trained on (forget + retain), <= 10000")
+    qa_per_author: int = Field(8, ge=1, le=1000, description="questions per author, <= 1000")
     forget_percent: int = Field(10, ge=1, le=50, description="share of trained authors in the forget split")
-    holdout_authors: int = Field(2, ge=1, description="authors never trained on (MIA non-members)")
-    num_world_facts: int = Field(16, ge=0)
-    num_perturbed: int = Field(3, ge=3, description="wrong answers per question")
-    seed: int = 0
+    holdout_authors: int = Field(2, ge=1, le=10_000, description="authors never trained on (MIA non-members), <= 10000")
+    num_world_facts: int = Field(16, ge=0, le=100_000, description="general-knowledge questions, <= 100000")
+    num_perturbed: int = Field(3, ge=3, le=100, description="wrong answers per question, <= 100")
+    seed: Seed = Field(0, description="generator seed, 0 .. 2**32-1")
 
 
 class DataConfig(StrictModel):
@@ -83,12 +168,21 @@ class DataConfig(StrictModel):
 class TinyModelConfig(StrictModel):
     """Shape of the `tiny-llama` preset: a LlamaConfig small enough to train on a laptop CPU in seconds."""
 
-    num_layers: int = Field(8, ge=1)
-    hidden_size: int = Field(64, ge=8)
-    num_heads: int = Field(4, ge=1)
-    intermediate_size: int = Field(128, ge=8)
-    vocab_size: int = Field(1024, ge=300, description="size of the BPE tokenizer trained on the benchmark text")
-    seed: int = 0
+    num_layers: int = Field(8, ge=1, le=64, description="decoder layers, <= 64")
+    hidden_size: int = Field(64, ge=8, le=4096, description="<= 4096, a multiple of num_heads")
+    num_heads: int = Field(4, ge=1, le=64, description="attention heads, <= 64")
+    intermediate_size: int = Field(128, ge=8, le=16384, description="MLP width, <= 16384")
+    vocab_size: int = Field(
+        1024, ge=300, le=65536, description="size of the BPE tokenizer trained on the benchmark text, <= 65536",
+    )
+    seed: Seed = Field(0, description="weight initialisation seed, 0 .. 2**32-1")
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> TinyModelConfig:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be a multiple of num_heads ({self.num_heads}): "
+                             "each head takes hidden_size / num_heads dimensions")
+        return self
 
 
 class LoraConfig(StrictModel):
@@ -163,7 +257,7 @@ class CLRegConfig(StrictModel):
 class TrainConfig(StrictModel):
     """DeepSpeed engine and Ray Train scaling settings of one trial."""
 
-    num_workers: int = Field(1, ge=1)
+    num_workers: int = Field(1, ge=1, le=1024, description="Ray Train workers, <= 1024")
     cpus_per_worker: float = Field(1.0, gt=0)
     gpus_per_worker: float = Field(0.0, ge=0)
     zero_stage: int = Field(0, ge=0, le=3, description="DeepSpeed ZeRO stage 0, 1, 2 or 3")
@@ -172,8 +266,8 @@ class TrainConfig(StrictModel):
     lr: float = Field(1e-4, gt=0)
     warmup_steps: int = Field(0, ge=0)
     weight_decay: float = Field(0.0, ge=0)
-    epochs: int = Field(3, ge=1)
-    seed: int = 0
+    epochs: int = Field(3, ge=1, le=10_000, description="<= 10000")
+    seed: Seed = Field(0, description="training seed, 0 .. 2**32-1")
     max_failures: int = Field(0, ge=0, description="worker-group restarts from the newest checkpoint")
 
 
@@ -205,10 +299,15 @@ class PrepareConfig(StrictModel):
         description="an open-unlearning TOFU_EVAL.json / MUSE_EVAL.json of a retain model: the oracle reference of "
         "forget quality and PrivLeak (with enabled=False no oracle is trained)",
     )
-    epochs: int = Field(30, ge=1)
+    epochs: int = Field(30, ge=1, le=10_000, description="<= 10000")
     lr: float = Field(3e-3, gt=0)
     micro_batch_size: int = Field(16, ge=1)
     cache_dir: str = Field(".clreg/cache", description="prepared models and data, keyed by a hash of their inputs")
+
+    @field_validator("oracle_path", "oracle_logs", "cache_dir")
+    @classmethod
+    def _paths_home(cls, v: str | None) -> str | None:
+        return expand_home(v)
 
 
 class TrialConfig(StrictModel):
@@ -222,3 +321,8 @@ class TrialConfig(StrictModel):
     eval: EvalConfig = EvalConfig()
     prepare: PrepareConfig = PrepareConfig()
     output_dir: str = Field(".clreg/runs", description="where `run` writes checkpoints, the final model, metrics")
+
+    @field_validator("output_dir")
+    @classmethod
+    def _output_home(cls, v: str) -> str:
+        return expand_home(v)
