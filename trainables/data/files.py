@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,41 @@ from trainables.data.schema import DataError, Example
 
 SUFFIXES = (".json", ".jsonl")
 _HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+# Fields that make a JSON object a row of some benchmark (TOFU's question/answer, MUSE's text and verbmem prompt/gt).
+ROW_FIELDS = ("question", "answer", "text", "prompt", "gt")
 _JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
+
+
+# Characters of a value a message shows: enough to find the row, never a whole long text.
+SHOWN_CHARS = 80
 
 
 def _json_type(value: Any) -> str:
     return "null" if value is None else _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def shortened(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """`value` cut to `limit` characters (a string quoted, anything else as JSON), so that a message points at the
+    row without printing all of it."""
+    if isinstance(value, str):
+        return repr(value if len(value) <= limit else value[:limit] + "...")
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _found(value: Any) -> str:
+    """What a message says was found instead of the expected value: its JSON type and the value shortened."""
+    return "missing" if value is None else f"a JSON {_json_type(value)} {shortened(value)}"
+
+
+def normalised(text: str) -> str:
+    """`text` as a reader compares two questions: Unicode NFKC (full-width letters, ligatures, composed accents,
+    non-breaking spaces), case folded, whitespace runs collapsed to one space, the ends stripped.
+
+    Two rows equal under it are one row to the model as well (its tokenizer differs in a few tokens at most), so
+    the overlap and duplicate checks compare these forms, not the raw strings.
+    """
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
 def read_records(path: Path) -> list[dict]:
@@ -44,7 +75,8 @@ def read_records(path: Path) -> list[dict]:
         raise DataError(f"{path}: no rows (an empty JSON array)")
     for i, row in enumerate(records):
         if not isinstance(row, dict):
-            raise DataError(f"{path}: row {i} is a JSON {_json_type(row)}, expected an object of fields")
+            raise DataError(f"{path}: row {i} is {_found(row)}, expected an object of fields such as "
+                            "'question', 'answer'")
     return records
 
 
@@ -56,13 +88,35 @@ def _parse_document(text: str, path: Path) -> list:
             return _parse_lines(text, path)
         raise DataError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
     if isinstance(data, dict):
-        if data and all(isinstance(v, list) for v in data.values()):
-            raise DataError(f"{path}: column-oriented JSON (an object of lists) is not supported; "
-                            "write one object per row (a JSON array or JSON Lines)")
+        _refuse_wrapped_rows(data, path)
         return [data]  # a one-row JSON Lines file
     if not isinstance(data, list):
-        raise DataError(f"{path}: expected a JSON array of objects or JSON Lines, got a JSON {_json_type(data)}")
+        raise DataError(f"{path}: expected a JSON array of row objects or JSON Lines, got a JSON {_json_type(data)}")
     return data
+
+
+def _refuse_wrapped_rows(data: dict, path: Path) -> None:
+    """Refuse a JSON object that holds rows instead of being one (a one-row file is one object of fields).
+
+    Columns (an object of lists), rows keyed by id and rows under one field (`{"data": [...]}`) would otherwise be
+    read as a single row and refused for a missing 'question', which names the wrong problem. An object with a
+    row's fields is a row, whatever its values: the row checks then name the field that is wrong.
+    """
+    expected = f"{path}: expected a JSON array of row objects or JSON Lines"
+    values = list(data.values())
+    if values and all(isinstance(v, list) for v in values):
+        raise DataError(f"{expected}, found column-oriented JSON (an object of {len(values)} lists, fields "
+                        f"{', '.join(shortened(k) for k in list(data)[:3])}); write one object per row")
+    if any(field in data for field in ROW_FIELDS):
+        return
+    if values and all(isinstance(v, dict) for v in values):
+        keys = ", ".join(shortened(k) for k in list(data)[:3])
+        raise DataError(f"{expected}, found a JSON object of {len(values)} objects keyed by {keys}"
+                        f"{', ...' if len(values) > 3 else ''}; write its values as a JSON array")
+    for key, value in data.items():
+        if isinstance(value, list) and value and all(isinstance(r, dict) for r in value):
+            raise DataError(f"{expected}, found a JSON object whose field {shortened(key)} holds a list of "
+                            f"{len(value)} objects; write that list as the whole file")
 
 
 def _parse_lines(text: str, path: Path) -> list:
@@ -164,8 +218,7 @@ def _text(row: dict, field: str, file: str | Path, index: int, required: bool = 
     if value is None and not required:
         return ""
     if not isinstance(value, str):
-        got = "missing" if value is None else f"a JSON {_json_type(value)}"
-        raise DataError(f"{file}: row {index}: field {field!r} must be a string, got {got}")
+        raise DataError(f"{file}: row {index}: field {field!r} must be a string, got {_found(value)}")
     if required and not value.strip():
         raise DataError(f"{file}: row {index}: field {field!r} is empty")
     return value
@@ -190,12 +243,14 @@ def _perturbed(row: dict, file: str | Path, index: int, need: bool) -> tuple[str
     if isinstance(value, str):  # some dumps store a single wrong answer as a string
         value = [value]
     if not isinstance(value, list) or not value:
-        got = "an empty list" if value == [] else f"a JSON {_json_type(value)}"
+        got = "an empty list" if value == [] else _found(value)
         raise DataError(f"{file}: row {index}: field 'perturbed_answer' must be a non-empty list of strings, "
                         f"got {got}")
     for j, wrong in enumerate(value):
         if not isinstance(wrong, str) or not wrong.strip():
-            raise DataError(f"{file}: row {index}: field 'perturbed_answer' item {j} is empty or not a string")
+            got = "an empty string" if isinstance(wrong, str) else _found(wrong)
+            raise DataError(f"{file}: row {index}: field 'perturbed_answer' item {j} is empty or not a string: "
+                            f"expected a non-empty string, got {got}")
     return tuple(value)
 
 
@@ -228,3 +283,23 @@ def to_examples(records: Sequence[dict], file: str | Path, require: Sequence[str
         examples.append(Example(question=question, answer=answer, paraphrased_answer=paraphrased,
                                 perturbed_answer=perturbed))
     return examples
+
+
+def refuse_duplicates(examples: Sequence[Example], file: str | Path) -> None:
+    """Refuse a split in which two rows are the same question and answer (compared `normalised`).
+
+    A repeated row is trained on twice and weighs twice in every metric of the split. The key is question AND
+    answer: TOFU's real retain90/95/99 ask "What is the full name of the author?" of two different authors, and
+    none of its real files repeats a question with its answer (checked on all of them), so real TOFU loads.
+
+    Raises:
+        DataError: naming the file, both rows (0-based, as in every data message) and the question shortened.
+    """
+    first: dict[tuple[str, str], int] = {}
+    for i, e in enumerate(examples):
+        key = (normalised(e.question), normalised(e.answer))
+        if key in first:
+            raise DataError(f"{file}: rows {first[key]} and {i} are the same question and answer (compared after "
+                            f"normalising case, Unicode and whitespace): {shortened(e.question)}; keep one of them "
+                            f"(a repeated row is trained on and scored twice)")
+        first[key] = i

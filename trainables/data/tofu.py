@@ -18,7 +18,10 @@ from trainables.data.files import (
     hub_config_names,
     hub_records,
     is_hub_name,
+    normalised,
     read_records,
+    refuse_duplicates,
+    shortened,
     to_examples,
 )
 from trainables.data.schema import Benchmark, DataError, Example
@@ -92,14 +95,22 @@ def _merge_perturbed(rows: list[dict], extra: list[dict], where: str, extra_wher
     return merged
 
 
-def _forget(source: _Source, split: str) -> list[Example]:
+def _examples(rows: list[dict], where: str, need_perturbed: bool = False) -> list[Example]:
+    """One split's validated rows, a repeated row refused (see `refuse_duplicates`)."""
+    examples = to_examples(rows, where, need_perturbed=need_perturbed)
+    refuse_duplicates(examples, where)
+    return examples
+
+
+def _forget(source: _Source, split: str) -> tuple[list[Example], str]:
+    """The forget split's rows and where they came from."""
     _require(source, "forget", split)
     rows, where = source.read(split)
     if source.has(f"{split}_perturbed"):
         extra, extra_where = source.read(f"{split}_perturbed")
         rows = _merge_perturbed(rows, extra, where, extra_where)
         where = f"{where} (+ {extra_where})"
-    return to_examples(rows, where)
+    return _examples(rows, where), where
 
 
 def _holdout(source: _Source, split: str | None) -> list[Example]:
@@ -111,18 +122,28 @@ def _holdout(source: _Source, split: str | None) -> list[Example]:
     if split is None:
         return []
     _require(source, "holdout", split)
-    return to_examples(*source.read(split))
+    return _examples(*source.read(split))
 
 
-def _check(forget: list[Example], retain: list[Example], cfg: DataConfig, label: str) -> None:
+def _check(forget: list[Example], forget_where: str, retain: list[Example], retain_where: str,
+           cfg: DataConfig) -> None:
+    """Refuse an empty forget split, and forget and retain splits that ask the same question.
+
+    Questions are compared `normalised`: one that differs only in case, spacing or a Unicode variant of a letter is
+    the same question to the model, and training to forget and to retain it at once measures nothing.
+    """
     if not forget:
-        raise DataError(f"the forget split {cfg.forget_split!r} of {label} has no rows")
-    retain_questions = {e.question for e in retain}
-    shared = [e.question for e in forget if e.question in retain_questions]
+        raise DataError(f"{forget_where}: the forget split {cfg.forget_split!r} has no rows")
+    retain_rows = {}
+    for j, e in enumerate(retain):
+        retain_rows.setdefault(normalised(e.question), j)
+    shared = [(i, retain_rows[q]) for i, q in enumerate(normalised(e.question) for e in forget) if q in retain_rows]
     if shared:
+        i, j = shared[0]
         raise DataError(f"{len(shared)} question(s) of forget split {cfg.forget_split!r} are also in retain split "
-                        f"{cfg.retain_split!r} of {label}, e.g. {shared[0]!r}; use matching splits "
-                        "(forget01/retain99, forget05/retain95, forget10/retain90)")
+                        f"{cfg.retain_split!r} (compared after normalising case, Unicode and whitespace), e.g. "
+                        f"{forget_where} row {i} and {retain_where} row {j}: {shortened(forget[i].question)}; use "
+                        "matching splits (forget01/retain99, forget05/retain95, forget10/retain90)")
 
 
 def _limit(rows: list[Example], limit: int | None, field: str, split: str, label: str) -> None:
@@ -185,15 +206,16 @@ def load_tofu(cfg: DataConfig, name: str = "tofu") -> Benchmark:
 
     Raises:
         DataError: a forget/retain split, or a holdout split that is not null, is missing (the message lists the
-            names allowed), a file is malformed, the forget split is empty, forget and retain share questions, or
-            a limit is larger than its split.
+            names allowed), a file is malformed, the forget split is empty, a split repeats a row, forget and
+            retain share questions (compared normalised), or a limit is larger than its split.
     """
     source = _Source(cfg.path or TOFU_HUB)
-    forget = _forget(source, cfg.forget_split)
+    forget, forget_where = _forget(source, cfg.forget_split)
     _require(source, "retain", cfg.retain_split)
-    retain = to_examples(*source.read(cfg.retain_split))
-    _check(forget, retain, cfg, source.label)
-    eval_sets = {key: to_examples(*source.read(config), need_perturbed=True)
+    retain_rows, retain_where = source.read(cfg.retain_split)
+    retain = _examples(retain_rows, retain_where)
+    _check(forget, forget_where, retain, retain_where, cfg)
+    eval_sets = {key: _examples(*source.read(config), need_perturbed=True)
                  for key, config in EVAL_SETS.items() if source.has(config)}
     forget, retain, eval_sets = _apply_limits(forget, retain, eval_sets, cfg, source.label)
     extra_train = (eval_sets.get("world_facts", []) + eval_sets.get("real_authors", [])
