@@ -15,7 +15,6 @@ server happened to be started from.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -28,12 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
-from sqlalchemy.engine import make_url
 
-from orchestrator.tracking import default_tracking_uri, redact
+from orchestrator.sweep_state import STATE_FILE as STATE_FILE  # the file a sweep folder must hold, for callers
+from orchestrator.sweep_state import read_state
+from orchestrator.tracking import default_tracking_uri, local_store_path, redact
 
-# Written by `orchestrator.sweep.run_sweep` (the same constant there; importing it would import torch).
-STATE_FILE = "sweep_state.json"
 START_TIMEOUT_S = 180.0  # `mlflow server` answers in 7-20 s on a 2-core machine; a loaded one is slower
 STOP_TIMEOUT_S = 20.0
 LOG_TAIL_CHARS = 2000
@@ -59,24 +57,19 @@ def sweep_target(sweep_dir: str | Path | None, cwd: Path) -> SweepTarget:
     in `cwd` would use ($MLFLOW_TRACKING_URI, else the SQLite store of `cwd`).
 
     Raises:
-        DashboardError: the sweep directory or its `sweep_state.json` is missing or unreadable (a sweep writes it
-            once it has opened its MLflow runs).
+        DashboardError: the sweep directory is missing or not a directory.
+        SweepStateError: its `sweep_state.json` is missing or damaged (a sweep writes it once it has opened its
+            MLflow runs).
     """
     if sweep_dir is None:
         return SweepTarget(os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(cwd))
     root = Path(sweep_dir).resolve()
     if not root.is_dir():
-        raise DashboardError(f"sweep directory {root} does not exist (give the directory `clreg-sweep sweep` "
-                             "printed: storage.dir/<sweep name>)")
-    state_file = root / STATE_FILE
-    try:
-        state = json.loads(state_file.read_text())
-        return SweepTarget(state["tracking_uri"], str(state["experiment_id"]), state["parent_run_id"], root.name)
-    except FileNotFoundError:
-        raise DashboardError(f"{state_file} does not exist: {root} is not a sweep directory, or its sweep stopped "
-                             "before it opened its MLflow runs") from None
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise DashboardError(f"{state_file} cannot be read: {type(error).__name__}: {error}") from None
+        what = "is not a directory" if root.exists() else "does not exist"
+        raise DashboardError(f"sweep directory {root} {what} (give the directory `clreg-sweep sweep` printed: "
+                             "storage.dir/<sweep name>)")
+    state = read_state(root)
+    return SweepTarget(state.tracking_uri, state.experiment_id, state.parent_run_id, root.name)
 
 
 def is_server_uri(tracking_uri: str) -> bool:
@@ -238,21 +231,9 @@ def _print_links(links: dict[str, str], out: Callable[[str], None]) -> None:
         out(f"  {name + ':':<{width + 1}} {url}")
 
 
-def _local_store_path(tracking_uri: str) -> Path | None:
-    """The file or directory of a SQLite or file store; None for other databases."""
-    if tracking_uri.startswith("sqlite:"):
-        database = make_url(tracking_uri).database
-        return Path(database) if database and database != ":memory:" else None
-    if tracking_uri.startswith("file:"):
-        return Path(tracking_uri.removeprefix("file://").removeprefix("file:"))
-    if "://" not in tracking_uri:
-        return Path(tracking_uri)
-    return None
-
-
 def _check_store_exists(tracking_uri: str) -> None:
     """`mlflow server` would create an empty store where the sweep's is missing: refuse instead."""
-    path = _local_store_path(tracking_uri)
+    path = local_store_path(tracking_uri)
     if path is not None and not path.exists():
         raise DashboardError(f"MLflow store {path} does not exist (a sweep run in this directory creates it; "
                              "otherwise give the sweep's directory: clreg-sweep ui SWEEP_DIR)")
@@ -260,7 +241,7 @@ def _check_store_exists(tracking_uri: str) -> None:
 
 def _artifacts_destination(backend_store_uri: str) -> str | None:
     """`mlartifacts/` beside a SQLite file (where `orchestrator.tracking` puts a sweep's artifacts)."""
-    path = _local_store_path(backend_store_uri)
+    path = local_store_path(backend_store_uri)
     if path is None or not backend_store_uri.startswith("sqlite:"):
         return None
     return (path.resolve().parent / "mlartifacts").as_uri()

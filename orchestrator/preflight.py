@@ -6,27 +6,114 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainables.config import TrialConfig
+from trainables.config import ModelConfig, TinyModelConfig, TrialConfig
 from trainables.data.loading import load_benchmark
 from trainables.data.optional_sets import OptionalSet, absent_sets
 from trainables.data.schema import Benchmark, require_paraphrases
 from trainables.data.truncation import SplitLengths, check_truncation, split_lengths
 from trainables.metrics.oracle_logs import MIN_K, OracleLog, OracleLogError, expected_log_items, read_oracle_logs
 from trainables.model.layers import resolve_layer
-from trainables.model.loading import ModelError, check_model_source, load_tokenizer
+from trainables.model.loading import (
+    ModelError,
+    check_lora_targets,
+    check_model_folder,
+    check_model_source,
+    hub_offline,
+    hub_snapshot,
+    load_tokenizer,
+    meta_model,
+)
 from trainables.model.tiny import TINY_PRESET, tokenizer_texts, train_tokenizer
 from trainables.objectives import resolve_method
 
 
-def model_depth(cfg: TrialConfig) -> int:
-    """Number of decoder layers of the configured model, read from its config without loading weights."""
-    if cfg.model.name_or_path == TINY_PRESET:
-        return cfg.model.tiny.num_layers
-    check_model_source(cfg.model.name_or_path)
+def check_model(model: ModelConfig) -> int:
+    """The configured model checked without reading a weight; returns its number of decoder layers.
+
+    A local folder: its files (`check_model_folder`). A hub name: the local Hugging Face cache first, then one short
+    request. Then the architecture is built on the meta device and the LoRA targets are looked up in it. The
+    `tiny-llama` preset is built by `prepare`, so only its LoRA targets are checked.
+
+    Raises:
+        ModelError naming the field, the folder or file, and what to fix.
+    """
+    field = "model.name_or_path"
+    if model.name_or_path == TINY_PRESET:
+        if model.lora is not None:
+            check_lora_targets(meta_model(tiny_config(model.tiny), "model.tiny", False), model.lora)
+        return model.tiny.num_layers
+    check_model_source(model.name_or_path)
+    folder = Path(model.name_or_path).expanduser()
+    if folder.is_dir():
+        conf = check_model_folder(folder, field, model.trust_remote_code)
+    else:
+        snapshot = hub_snapshot(model.name_or_path, field)
+        # Offline, a cached model must be whole; online, the trial downloads what the cache lacks.
+        conf = (check_model_folder(snapshot, field, model.trust_remote_code, files=hub_offline()) if snapshot
+                else _hub_config(model))
+    built = meta_model(conf, f"{field} {model.name_or_path!r}", model.trust_remote_code)
+    if model.lora is not None:
+        check_lora_targets(built, model.lora)
+    depth = getattr(conf.get_text_config(), "num_hidden_layers", None)
+    if not isinstance(depth, int):
+        raise ModelError(f"{field} {model.name_or_path!r}: its config.json gives no num_hidden_layers, which CLReg's "
+                         "target layer and the metrics count")
+    return depth
+
+
+def _hub_config(model: ModelConfig):
+    """The config of a hub model that is not cached, which the hub just said it has (config.json is downloaded)."""
     from transformers import AutoConfig
 
-    conf = AutoConfig.from_pretrained(cfg.model.name_or_path, trust_remote_code=cfg.model.trust_remote_code)
-    return int(conf.num_hidden_layers)
+    try:
+        return AutoConfig.from_pretrained(model.name_or_path, trust_remote_code=model.trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise ModelError(f"model.name_or_path {model.name_or_path!r}: its config.json does not load "
+                         f"({type(e).__name__}: {str(e).strip()[:300]})") from None
+
+
+def tiny_config(tiny: TinyModelConfig):
+    """The LlamaConfig of the `tiny-llama` shape (vocabulary as configured): enough to know its modules."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(vocab_size=tiny.vocab_size, hidden_size=tiny.hidden_size,
+                       intermediate_size=tiny.intermediate_size, num_hidden_layers=tiny.num_layers,
+                       num_attention_heads=tiny.num_heads, num_key_value_heads=tiny.num_heads)
+
+
+def check_oracle_dir(path: str) -> None:
+    """`prepare.oracle_path` must hold what the sweep reads from it: the oracle reference trials are scored against
+    (`oracle_reference.json`) and/or the oracle's saved evaluation (in it or its `oracle/` folder), each readable.
+
+    Raises:
+        ValueError naming the field, the file and what is wrong with it.
+    """
+    from orchestrator.prepare import ORACLE_REFERENCE_FILE
+    from trainables.evaluation import load_eval
+    from trainables.metrics.evaluate import AGGREGATES_FILE, PER_ITEM_FILE
+    from trainables.metrics.registry import OracleReference
+
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ValueError(f"prepare.oracle_path {path!r} is not a directory")
+    reference = folder / ORACLE_REFERENCE_FILE
+    if reference.is_file():
+        try:
+            OracleReference.from_json(reference.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"prepare.oracle_path: {reference} is not an oracle reference (forget_truth_ratios, "
+                             f"mia_min_k_auc): {type(e).__name__}: {str(e)[:200]}") from None
+    saved = [d for d in (folder / "oracle", folder) if (d / AGGREGATES_FILE).is_file() or (d / PER_ITEM_FILE).is_file()]
+    for d in saved[:1]:
+        try:
+            load_eval(d)
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"prepare.oracle_path: the saved evaluation in {d} does not read ({AGGREGATES_FILE} and "
+                             f"{PER_ITEM_FILE}): {type(e).__name__}: {str(e)[:200]}") from None
+    if not reference.is_file() and not saved:
+        raise ValueError(f"prepare.oracle_path {path}: holds neither {ORACLE_REFERENCE_FILE} nor a saved evaluation "
+                         f"({AGGREGATES_FILE} and {PER_ITEM_FILE}, in it or its oracle/ folder); allowed: a folder "
+                         "`prepare` or `eval --out` wrote for the retain-only model")
 
 
 @dataclass(frozen=True)
@@ -63,6 +150,7 @@ class Checked:
 
     bench: Benchmark
     data: DataCheck
+    num_layers: int  # decoder layers of the model, from its config
     oracle_log: OracleLog | None = None  # `prepare.oracle_logs` as read, when set
 
 
@@ -72,22 +160,22 @@ def preflight(cfg: TrialConfig) -> Benchmark:
 
 
 def check_trial(cfg: TrialConfig) -> Checked:
-    """Validate method, data, target layer and sequence lengths of `cfg`.
+    """Validate method, model (files, architecture, LoRA targets), `prepare.oracle_path`, data, target layer and
+    sequence lengths of `cfg`.
 
     Raises a ValueError subclass whose message names the field and the allowed values.
     """
     resolve_method(cfg.method)
-    if cfg.model.name_or_path != TINY_PRESET:
-        check_model_source(cfg.model.name_or_path)
-    if cfg.prepare.oracle_path and not Path(cfg.prepare.oracle_path).is_dir():
-        raise ValueError(f"prepare.oracle_path {cfg.prepare.oracle_path!r} is not a directory")
+    num_layers = check_model(cfg.model)
+    if cfg.prepare.oracle_path:
+        check_oracle_dir(cfg.prepare.oracle_path)
     bench = load_benchmark(cfg.data, Path(cfg.prepare.cache_dir))
     oracle_log = check_oracle_logs(cfg.prepare.oracle_logs, bench) if cfg.prepare.oracle_logs else None
     if cfg.clreg.enabled:
-        resolve_layer(cfg.clreg.layer, model_depth(cfg))
+        resolve_layer(cfg.clreg.layer, num_layers)
     if cfg.clreg.enabled and cfg.clreg.positives == "paraphrase":
         require_paraphrases(bench.forget)
-    return Checked(bench, check_data(cfg, bench), oracle_log)
+    return Checked(bench, check_data(cfg, bench), num_layers, oracle_log)
 
 
 def preflight_tokenizer(cfg: TrialConfig, bench: Benchmark) -> tuple[Any, str]:

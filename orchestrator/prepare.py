@@ -9,12 +9,14 @@ complete, so a crash never leaves a cache entry that looks finished and a second
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -121,9 +123,35 @@ def _prepare_models(cfg: TrialConfig, log, bench: Benchmark | None) -> Prepared:
         _log_notes(prepared.report, log)
         return prepared
 
-    build = final.with_name(f"{key}.tmp-{os.getpid()}")
+    with _building(final) as build:
+        report = _build(cfg, bench, key, build, log)
+    log(f"prepare: done in {report['seconds']} s -> {final}")
+    return _prepared(final)
+
+
+@contextlib.contextmanager
+def _building(final: Path) -> Iterator[Path]:
+    """A fresh `<key>.tmp-<pid>` folder beside `final`, renamed to `final` when the block completes.
+
+    Removed when the block raises, Ctrl-C included, so an interrupted or failed build leaves neither a cache entry
+    that looks finished nor a temporary folder; another process that finished the same key first keeps its entry.
+    """
+    build = final.with_name(f"{final.name}.tmp-{os.getpid()}")
     shutil.rmtree(build, ignore_errors=True)
     build.mkdir(parents=True)
+    try:
+        yield build
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    try:
+        build.rename(final)
+    except OSError:  # another process finished the same key first: keep theirs
+        shutil.rmtree(build, ignore_errors=True)
+
+
+def _build(cfg: TrialConfig, bench: Benchmark, key: str, build: Path, log) -> dict:
+    """Build the base (tiny preset), target and oracle models of `cfg` into `build`; returns the report written."""
     started = time.perf_counter()
     base = cfg.model.name_or_path
     if base == TINY_PRESET:
@@ -151,12 +179,7 @@ def _prepare_models(cfg: TrialConfig, log, bench: Benchmark | None) -> Prepared:
     report["seconds"] = round(time.perf_counter() - started, 1)
     (build / REPORT_FILE).write_text(json.dumps(report, indent=2, sort_keys=True))
     shutil.rmtree(build / "ray", ignore_errors=True)
-    try:
-        build.rename(final)
-    except OSError:  # another process finished the same key first: keep theirs
-        shutil.rmtree(build, ignore_errors=True)
-    log(f"prepare: done in {report['seconds']} s -> {final}")
-    return _prepared(final)
+    return report
 
 
 def knowledge_warnings(target: dict, oracle: dict) -> list[str]:

@@ -14,7 +14,6 @@ self-contained `report.html`; the same files go to the sweep's MLflow parent run
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -47,7 +46,8 @@ from orchestrator.report_plots import (
     png_bytes,
     tau_curves_figure,
 )
-from orchestrator.sweep import STATE_FILE, SweepError, load_sweep_dir, resolve_space
+from orchestrator.sweep import STATE_FILE, load_sweep_dir, resolve_space
+from orchestrator.sweep_state import read_state
 from search_spaces.space import CLREG_SWITCH, SEED_PATH, SearchSpace, is_grid
 
 REPORT_DIR = "report"
@@ -129,17 +129,22 @@ class SweepReport:
 
 
 def finished_trials(tracking_uri: str, parent_run_id: str) -> list[TrialRow]:
-    """Every FINISHED child run of the sweep's parent run, oldest first."""
+    """Every FINISHED child run of the sweep's parent run, oldest first.
+
+    Raises:
+        TrackingError: the store cannot be read (a few tries) or has no such parent run.
+    """
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
-    parent = client.get_run(parent_run_id)
-    runs = client.search_runs(
+    parent = tracking.read(f"read the sweep's parent run {parent_run_id} (named in {STATE_FILE})", tracking_uri,
+                           lambda: client.get_run(parent_run_id))
+    runs = tracking.read(f"read the trials of parent run {parent_run_id}", tracking_uri, lambda: client.search_runs(
         [parent.info.experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time ASC"],
         max_results=50_000,
-    )
+    ))
     return [TrialRow(r.data.tags.get(tracking.TAG_TRIAL, r.info.run_name), dict(r.data.params),
                      dict(r.data.metrics), dict(r.data.tags)) for r in runs]
 
@@ -148,7 +153,9 @@ def parent_references(tracking_uri: str, parent_run_id: str) -> References:
     """The reference points the driver logged on the sweep's parent run (none for a run without them)."""
     from mlflow.tracking import MlflowClient
 
-    parent = MlflowClient(tracking_uri).get_run(parent_run_id)
+    client = MlflowClient(tracking_uri)
+    parent = tracking.read(f"read the sweep's parent run {parent_run_id}", tracking_uri,
+                           lambda: client.get_run(parent_run_id))
     return References.from_run(parent.data.metrics, parent.data.tags)
 
 
@@ -156,30 +163,31 @@ def sweep_report(sweep_dir: str | Path, html: bool = False) -> SweepReport:
     """Write the report of the sweep in `sweep_dir` to `sweep_dir/report/` and log it to the MLflow parent run.
 
     The directory is built beside the old one and swapped in whole, so a crash leaves the previous report (or
-    none), never a half-written one, and plots that no longer apply do not linger.
+    none), never a half-written one, and plots that no longer apply do not linger. Only reads the store: a local
+    store that is missing is refused (MLflow would create an empty one) and an unreachable one is given a few tries.
 
     Args:
         sweep_dir: a sweep directory (holds `sweep.yaml` and `sweep_state.json`).
         html: also write `report.html`, one self-contained page with the plots embedded.
 
     Raises:
-        SweepError: when `sweep_dir` is not a sweep directory or the sweep never started.
-        TrackingError: when MLflow cannot be read or refuses the artifacts after its retries.
+        SweepError: when `sweep_dir` is not a sweep directory.
+        SweepStateError: when its `sweep_state.json` is missing (the sweep never reached MLflow) or damaged.
+        TrackingError: when the store is missing, does not answer, or refuses a read or the artifacts after a few
+            tries.
     """
     root = Path(sweep_dir).resolve()
     cfg = load_sweep_dir(root)
-    state_file = root / STATE_FILE
-    if not state_file.is_file():
-        raise SweepError(f"{root} has no {STATE_FILE}: the sweep never reached MLflow, so there is nothing to report")
-    state = json.loads(state_file.read_text())
-    rows = finished_trials(state["tracking_uri"], state["parent_run_id"])
+    state = read_state(root)
+    tracking.check_store_readable(state.tracking_uri)
+    rows = finished_trials(state.tracking_uri, state.parent_run_id)
     space = resolve_space(cfg)
     grid_params = [p for p, spec in space.params.items() if is_grid(spec) and p != SEED_PATH]
     base = cfg.base.model_dump(mode="json", by_alias=True)
     settings = {r.trial_id: _setting(r, base, [p for p in grid_params if p not in _AXES]) for r in rows}
     sweep = _Sweep(rows, cfg.objective_modes, space, settings,
                    {r.trial_id: trial_label(_label_params(r, settings[r.trial_id], base), r.trial_id) for r in rows},
-                   parent_references(state["tracking_uri"], state["parent_run_id"]))
+                   parent_references(state.tracking_uri, state.parent_run_id))
     out = _Draft([Heading(f"Sweep `{cfg.name}`", 1), Paragraph(_definitions_text(rows, cfg.base.eval.definitions))])
 
     front = _pareto_section(sweep, out)
@@ -211,8 +219,8 @@ def sweep_report(sweep_dir: str | Path, html: bool = False) -> SweepReport:
     if html:
         files[HTML_FILE] = to_html(out.blocks, f"Sweep {cfg.name}", out.images).encode("utf-8")
     directory = _publish(root / REPORT_DIR, files)
-    runs = tracking.SweepRuns(state["tracking_uri"], state["experiment_id"], state["parent_run_id"])
-    tracking.log_artifacts(runs, directory, REPORT_DIR)
+    runs = tracking.SweepRuns(state.tracking_uri, state.experiment_id, state.parent_run_id)
+    tracking.log_artifacts(runs, directory, REPORT_DIR, tries=tracking.READ_RETRIES)
     return SweepReport(markdown, directory, out.plots, out.skipped, sorted(files))
 
 

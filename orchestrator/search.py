@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+import pickle
+from pathlib import Path
 from typing import Any
 
 import optuna
 from ray.tune.search.optuna import OptunaSearch
 
 from orchestrator.sweep_config import SearchConfig
+from orchestrator.writable import sqlite_problem
 from search_spaces.space import SearchSpace
 from trainables.report_keys import DIVERGED, TRIAL_COMPLETE
 
@@ -29,8 +33,33 @@ def sweep_study_name(sweep_name: str) -> str:
     return f"clreg-sweep:{sweep_name}"
 
 
+# The study URL a searcher restored from a sweep folder reconnects to, set by the driver before `Tuner.restore`:
+# a sweep folder moved since it started holds its SQLite study in the moved folder, not at the saved address.
+STUDY_URL_ENV = "CLREG_SWEEP_STUDY_URL"
+
+
 class SweepOptunaSearch(OptunaSearch):
-    """`OptunaSearch` whose completed trials carry the right Optuna state (see the module docstring)."""
+    """`OptunaSearch` whose completed trials carry the right Optuna state (see the module docstring).
+
+    Pickled (Tune's `tuner.pkl` and searcher checkpoints) without its storage connection: the study lives in its
+    database, so the pickle keeps the study's URL and the trials' ids and reconnects on load, to
+    `$CLREG_SWEEP_STUDY_URL` when the driver set it. Optuna's `RDBStorage` unpickled as such would reopen the saved
+    URL and create an empty database there (or fail) when the folder has moved.
+    """
+
+    def __getstate__(self) -> dict:
+        return _portable(self.__dict__)
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(_reconnected(state))
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(_portable(self.__dict__), f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(_reconnected(pickle.load(f)))
 
     def suggest(self, trial_id: str) -> dict | None:
         asked = trial_id not in self._ot_trials
@@ -52,6 +81,28 @@ class SweepOptunaSearch(OptunaSearch):
         self._completed_trials.add(trial_id)
 
 
+def _portable(state: dict) -> dict:
+    """A searcher's attributes with its RDB connection replaced by the study's URL and its trials by their ids."""
+    storage = state.get("_storage")
+    if not isinstance(storage, optuna.storages.RDBStorage):
+        return dict(state)
+    return {**state, "_storage": None, "_ot_study": None, "_storage_url": storage.url,
+            "_ot_trials": {tid: t._trial_id for tid, t in state["_ot_trials"].items()}}
+
+
+def _reconnected(state: dict) -> dict:
+    """`_portable`'s inverse: the study loaded from its database (the driver's URL first), with the same sampler."""
+    if "_storage_url" not in state:
+        return state
+    state = dict(state)
+    storage = optuna.storages.RDBStorage(os.environ.get(STUDY_URL_ENV) or state.pop("_storage_url"))
+    state.pop("_storage_url", None)
+    study = optuna.load_study(study_name=state["_study_name"], storage=storage, sampler=state["_sampler"],
+                              pruner=optuna.pruners.NopPruner())
+    trials = {tid: optuna.Trial(study, trial_id) for tid, trial_id in state["_ot_trials"].items()}
+    return {**state, "_storage": storage, "_ot_study": study, "_ot_trials": trials}
+
+
 def trial_outcome(result: dict | None, metrics: list[str], error: bool
                   ) -> tuple[optuna.trial.TrialState, list[float] | None]:
     """The Optuna state and objective values of a finished Tune trial."""
@@ -63,6 +114,76 @@ def trial_outcome(result: dict | None, metrics: list[str], error: bool
     if any(not isinstance(v, (int, float)) or not math.isfinite(v) for v in values):
         return optuna.trial.TrialState.FAIL, None
     return optuna.trial.TrialState.COMPLETE, [float(v) for v in values]
+
+
+# Seconds a database server gets to accept a connection at preflight; drivers that take a timeout.
+CONNECT_TIMEOUT_S = 5
+_TIMEOUT_ARGS = {"postgresql": "connect_timeout", "mysql": "connect_timeout", "mariadb": "connect_timeout"}
+
+
+class StorageError(ValueError):
+    """`storage.optuna_url` cannot hold the study (the message names the URL, password masked, and the cause)."""
+
+
+def check_storage_url(url: str) -> None:
+    """`storage.optuna_url` checked before anything starts, creating nothing.
+
+    SQLite: the file's folder must be writable and an existing file an SQLite database. Another database: one
+    connection within `CONNECT_TIMEOUT_S` (Optuna would otherwise fail after Ray and `prepare` have run, or hang on
+    an unreachable host); a missing driver module is named.
+
+    Raises:
+        StorageError: naming the URL with its password masked.
+    """
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StorageError(f"storage.optuna_url {_masked_text(url)!r} is not a database URL; allowed: "
+                           "sqlite:///path/optuna.db or dialect://user:password@host/db") from None
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise StorageError(f"storage.optuna_url {shown}: an in-memory study is lost when the driver stops; "
+                               "allowed: sqlite:///path/optuna.db or a database server")
+        problem = sqlite_problem(Path(parsed.database))
+        if problem:
+            raise StorageError(f"storage.optuna_url {shown}: {problem}")
+        return
+    timeout = _TIMEOUT_ARGS.get(parsed.get_backend_name())
+    try:
+        engine = create_engine(parsed, connect_args={timeout: CONNECT_TIMEOUT_S} if timeout else {})
+    except ModuleNotFoundError as e:
+        raise StorageError(f"storage.optuna_url {shown}: its database driver module {e.name!r} is not installed; "
+                           f"install it (pip install {e.name}) or name an installed driver in the URL "
+                           "(dialect+driver://...)") from None
+    except Exception as e:  # an unknown dialect or a bad option: the URL is the user's input
+        raise StorageError(f"storage.optuna_url {shown}: {_cause(e, parsed.password)}") from None
+    try:
+        with engine.connect():
+            pass
+    except Exception as e:  # any driver's error
+        raise StorageError(f"storage.optuna_url {shown}: cannot connect within {CONNECT_TIMEOUT_S} s: "
+                           f"{_cause(e, parsed.password)}") from None
+    finally:
+        engine.dispose()
+
+
+def _cause(error: BaseException, password: str | None) -> str:
+    """The first line of `error`, short, with the password masked should the driver quote it."""
+    text = str(getattr(error, "orig", None) or error).strip()
+    line = text.splitlines()[0][:300] if text else type(error).__name__
+    return line.replace(password, "***") if password else line
+
+
+def _masked_text(url: str) -> str:
+    """A URL that does not parse, shortened, with any `user:password@` masked."""
+    from orchestrator.tracking import redact
+
+    return redact(url)[:200]
 
 
 def fail_lost_trials(storage_url: str, study: str, known_trial_ids: set[str], reason: str) -> list[int]:

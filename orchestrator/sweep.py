@@ -8,9 +8,12 @@ RDB URL is given), Tune's experiment state and each trial's outputs.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import os
-import tempfile
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +22,11 @@ import yaml
 
 from orchestrator import tracking
 from orchestrator.pareto_artifacts import Marker
-from orchestrator.preflight import DataCheck, check_trial, model_depth
+from orchestrator.preflight import DataCheck, check_trial
 from orchestrator.run_record import RunRecord, collect, trial_params
 from orchestrator.sweep_config import SweepConfig
+from orchestrator.sweep_state import STATE_FILE, read_state
+from orchestrator.writable import write_problem
 from search_spaces.presets import load_preset
 from search_spaces.space import SearchSpace, apply, is_grid
 from trainables.atomic_files import write_bytes_atomic, write_json_atomic
@@ -29,7 +34,6 @@ from trainables.metrics.oracle_logs import NEEDS as ORACLE_LOG_NEEDS
 from trainables.report_keys import DIVERGED, DIVERGENCE_REASON
 
 SWEEP_FILE = "sweep.yaml"
-STATE_FILE = "sweep_state.json"
 TUNE_NAME = "tune"
 # Sections a search space may not touch: every trial of a sweep shares one prepared target model and benchmark.
 FROZEN_SECTIONS = ("data", "model", "prepare", "output_dir")
@@ -112,17 +116,30 @@ class ValidatedSweep:
         return ", ".join(map(str, spec.options(self.num_layers)))
 
 
-def validate_sweep(cfg: SweepConfig) -> ValidatedSweep:
-    """All checks that need no cluster: base trial config, data, space, objectives, sampler.
+def validate_sweep(cfg: SweepConfig, address: str | None = None) -> ValidatedSweep:
+    """All checks that need no cluster, before anything is written or started: stores, base trial config, data,
+    model, every point of the space against base, objectives, sampler.
+
+    Args:
+        cfg: the sweep.
+        address: the Ray cluster the sweep joins (or `RAY_ADDRESS`); without one, every trial must fit this machine,
+            where a local cluster would start. With one the sweep only warns once it sees the cluster's nodes.
 
     Raises:
         SweepError, ConfigError or another ValueError naming the field and the allowed values.
     """
+    from orchestrator.cluster import this_machine
+    from orchestrator.search import check_storage_url
+    from orchestrator.space_check import check_space
+
     check_storage_dir(Path(cfg.storage.dir))
+    tracking.check_tracking(sweep_tracking_uri(cfg), create=False)
+    if cfg.storage.optuna_url:
+        check_storage_url(cfg.storage.optuna_url)
     trial = check_trial(cfg.base)
     bench = trial.bench
     space = resolve_space(cfg)
-    num_layers = model_depth(cfg.base)
+    num_layers = trial.num_layers
     frozen = [p for p in space.params if p.split(".")[0] in FROZEN_SECTIONS]
     if frozen:
         raise SweepError(f"space: {', '.join(frozen)} cannot be searched (one prepared model and benchmark per "
@@ -155,6 +172,8 @@ def validate_sweep(cfg: SweepConfig) -> ValidatedSweep:
     if cfg.search.asha and len(space.repeat_seeds) > 1:
         raise SweepError(f"search.asha cannot stop a trial that averages {len(space.repeat_seeds)} seeds "
                          f"(seeds {space.repeat_seeds}): set search.asha=false or search.trial_seeds to one seed")
+    local = not (address or os.environ.get("RAY_ADDRESS"))
+    check_space(cfg.base, space, num_layers, bench, this_machine() if local else None)
     return ValidatedSweep(cfg, space, num_layers, num_trials, bench, pure_grid=bool(grid and not sampled),
                           data=trial.data)
 
@@ -166,13 +185,17 @@ def check_storage_dir(path: Path) -> None:
         SweepError naming the path and the reason (a file in the way, no write permission, read-only filesystem).
     """
     path = path.resolve()
-    existing = next(p for p in (path, *path.parents) if p.exists())
-    if not existing.is_dir():
-        raise SweepError(f"storage.dir {path}: {existing} is a file, not a directory")
-    try:  # a real write: `os.access` says yes to root even where nothing can be created (/proc, read-only mounts)
-        os.rmdir(tempfile.mkdtemp(prefix=".clreg-probe-", dir=existing))
-    except OSError as e:
-        raise SweepError(f"storage.dir {path}: cannot create anything in {existing} ({e.strerror})") from None
+    if path.exists() and not path.is_dir():
+        raise SweepError(f"storage.dir {path}: {path} is a file, not a directory")
+    problem = write_problem(path)
+    if problem:
+        raise SweepError(f"storage.dir {path}: {problem}")
+
+
+def sweep_tracking_uri(cfg: SweepConfig) -> str:
+    """The MLflow store the sweep logs to: `mlflow.tracking_uri`, else $MLFLOW_TRACKING_URI, else `mlflow.db` in
+    the working directory."""
+    return cfg.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or tracking.default_tracking_uri(Path.cwd())
 
 
 def describe_trial(params: dict, base: dict, seeds: list[int] | None = None) -> dict[str, str]:
@@ -242,13 +265,14 @@ def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool 
               log=print) -> SweepOutcome:
     """Run (or resume) the sweep `checked` describes on the cluster at `address` (or a local one)."""
     from orchestrator.cluster import check_resources_before_start, ray_cluster, warn_if_trial_does_not_fit
+    from orchestrator.console_log import is_verbose
     from orchestrator.prepare import prepare
     from orchestrator.references import load_references
     from trainables.data.loading import benchmark_fingerprint
 
     cfg = checked.cfg
     paths = sweep_paths(cfg)
-    uri = cfg.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or tracking.default_tracking_uri(Path.cwd())
+    uri = sweep_tracking_uri(cfg)
     tracking.check_tracking(uri)
     check_resources_before_start(cfg.base.train, address)
     # Saved with absolute locations, so `resume` and `report` work from any directory.
@@ -274,8 +298,12 @@ def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool 
                                              "experiment_id": runs.experiment_id, "tracking_uri": uri,
                                              "target_dir": prepared.target_dir})
         tuner = _tuner(checked, paths, prepared, runs, resume, record, markers)
+        goals = ", ".join(f"{metric} ({mode})" for metric, mode in cfg.objective_modes)
         log(f"sweep {cfg.name}: {checked.num_trials} trials of {checked.method_text}, {cfg.search.max_concurrent} "
-            f"at a time, {checked.search_text}, objectives {cfg.objective_modes}")
+            f"at a time, {checked.search_text}, objectives {goals}")
+        if not is_verbose():
+            log("Ray's and DeepSpeed's info logs stay in Ray's session logs (/tmp/ray/session_latest/logs on a local "
+                "cluster); --verbose prints them here")
         results = tuner.fit()
     summary = tracking.update_pareto(runs, cfg.objective_modes, markers=markers)
     # Stopped before every trial ended (Ctrl-C): the parent run must not look complete; `resume` reopens it.
@@ -308,13 +336,15 @@ def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, runs: tracking.
     """Tune's experiment: a new one, or the saved one restored (which keeps its callback, record and markers)."""
     from ray import tune
 
-    from orchestrator.search import make_searcher, sweep_study_name
+    from orchestrator.search import STUDY_URL_ENV, make_searcher, sweep_study_name
 
     # Objectives arrive with the trial's evaluation (its last report, or every `eval.every` epochs); per-epoch
     # training reports do not carry them, which Tune's strict check would reject. The searcher itself reads only
     # the final result (see `orchestrator.search.trial_outcome`).
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
-    from orchestrator.tune_tracking import SweepTracker
+    # Tune's legacy output engine: the only one that takes the table's columns from us (see `SweepTable`).
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    from orchestrator.tune_tracking import SweepTracker, sweep_table
 
     cfg = checked.cfg
     objectives = cfg.objective_modes
@@ -328,6 +358,8 @@ def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, runs: tracking.
     # group. Tune refuses an all-zero request, so the driver asks for one byte of memory: it then blocks no CPU,
     # and 2 one-CPU trials run side by side on a 2-core laptop (with {"CPU": 1} only one would fit).
     trainable = tune.with_resources(trainable, {"memory": 1})
+    # Where a restored searcher finds the study: this folder's, also when the folder has moved since it started.
+    os.environ[STUDY_URL_ENV] = paths.optuna_url(cfg)
     if resume:
         return tune.Tuner.restore(str(paths.tune), trainable=trainable, resume_unfinished=True,
                                   resume_errored=False)
@@ -350,18 +382,19 @@ def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, runs: tracking.
             name=TUNE_NAME,
             storage_path=str(paths.root),
             callbacks=[SweepTracker(runs, objectives, functools.partial(describe_trial, base=base, seeds=seeds),
-                                    functools.partial(trial_params, record, base), markers)],
+                                    functools.partial(trial_params, record, base), markers,
+                                    num_trials=checked.num_trials, params=list(checked.space.params))],
             failure_config=tune.FailureConfig(max_failures=cfg.search.max_trial_failures),
+            progress_reporter=sweep_table([m for m, _ in objectives], list(checked.space.params)),
             verbose=1,
         ),
     )
 
 
 def _claim_sweep_dir(paths: SweepPaths, cfg: SweepConfig, resume: bool) -> None:
-    """A new sweep needs a new directory; a resume needs the old one and the same sweep file."""
+    """A new sweep needs a new directory; a resume needs the old one, with every file it continues from intact."""
     if resume:
-        if not paths.tune.is_dir():
-            raise SweepError(f"{paths.root} holds no Tune experiment to resume")
+        check_resumable(cfg)
         return
     if paths.sweep_file.exists():
         raise SweepError(f"sweep directory {paths.root} exists: `clreg-sweep resume {paths.root}` continues it, "
@@ -373,11 +406,129 @@ def _claim_sweep_dir(paths: SweepPaths, cfg: SweepConfig, resume: bool) -> None:
                        yaml.safe_dump(cfg.model_dump(mode="json", by_alias=True), sort_keys=False).encode())
 
 
-def load_sweep_dir(root: str | Path) -> SweepConfig:
-    """The resolved sweep file a sweep directory was started with."""
+def load_sweep_dir(root: str | Path, log: Callable[[str], None] | None = None) -> SweepConfig:
+    """The resolved sweep file a sweep directory was started with, placed where the directory is now.
+
+    A folder moved since (another disk, another parent) is continued and reported in place: `storage.dir` becomes
+    its parent, and `log` (when given) says so. A renamed folder is refused: its Optuna study and MLflow parent run
+    are found by the sweep's name, which a resume under the folder's new name would not find.
+
+    Raises:
+        SweepError: `root` is not a sweep directory, or its name is not the sweep's.
+        ConfigError: its sweep file does not parse or validate (the message names the file).
+    """
     from orchestrator.config_files import load_config
 
-    f = Path(root) / SWEEP_FILE
+    given = Path(root)
+    folder = given.resolve()
+    if not folder.is_dir():
+        raise SweepError(f"{given} is not a sweep directory: it {'is a file' if folder.exists() else 'does not exist'}"
+                         " (give the folder `clreg-sweep sweep` printed: storage.dir/<sweep name>)")
+    f = folder / SWEEP_FILE
     if not f.is_file():
-        raise SweepError(f"{root} is not a sweep directory (no {SWEEP_FILE})")
-    return load_config(SweepConfig, f)
+        raise SweepError(f"{given} is not a sweep directory (no {SWEEP_FILE})")
+    cfg = load_config(SweepConfig, f)
+    if cfg.name != folder.name:
+        raise SweepError(f"{folder}: the folder is named {folder.name!r} but its {SWEEP_FILE} is sweep {cfg.name!r}; "
+                         f"its Optuna study and MLflow parent run are found by that name: rename the folder back to "
+                         f"{cfg.name!r} (it may stay in any parent directory)")
+    recorded = Path(cfg.storage.dir).expanduser().resolve()
+    if recorded == folder.parent:
+        return cfg
+    if log is not None:
+        log(f"{folder}: moved from {recorded / cfg.name}; continuing it where it is now")
+    return cfg.model_copy(update={"storage": cfg.storage.model_copy(update={"dir": str(folder.parent)})})
+
+
+def check_resumable(cfg: SweepConfig) -> None:
+    """Before Ray starts: every file a resume continues from is there and readable, so a damaged folder is refused
+    naming the file instead of failing with a traceback once the cluster and `prepare` have run.
+
+    Checked: Tune's experiment (`tune/tuner.pkl` and the newest `experiment_state-*.json`, which must parse), the
+    Optuna study (the database opens, passes SQLite's integrity check and holds the sweep's study) and
+    `sweep_state.json`.
+
+    Raises:
+        SweepError or SweepStateError naming the file and what is wrong with it.
+    """
+    from orchestrator.search import sweep_study_name
+
+    paths = sweep_paths(cfg)
+    _check_tune_experiment(paths)
+    _check_study(paths.optuna_url(cfg), sweep_study_name(cfg.name))
+    read_state(paths.root)
+
+
+# Tune's files in `tune/`: the pickled Tuner (`Tuner.restore` reads it first) and its experiment states, one per
+# driver session; the newest by name is the one Tune restores (`_find_newest_experiment_checkpoint`).
+TUNER_FILE = "tuner.pkl"
+EXPERIMENT_STATES = "experiment_state-*.json"
+
+
+def _check_tune_experiment(paths: SweepPaths) -> None:
+    if not paths.tune.is_dir():
+        raise SweepError(f"{paths.root} holds no Tune experiment to resume ({paths.tune} is missing: the sweep "
+                         f"stopped before its first trial); remove {paths.root} and start the sweep again")
+    states = sorted(paths.tune.glob(EXPERIMENT_STATES))
+    if not (paths.tune / TUNER_FILE).is_file() or not states:
+        missing = TUNER_FILE if states else EXPERIMENT_STATES
+        raise SweepError(f"{paths.tune} has no {missing}: Tune's experiment is incomplete, so the sweep cannot be "
+                         f"resumed (`clreg-sweep report {paths.root}` still reads its finished trials)")
+    newest = states[-1]
+    try:
+        state = json.loads(newest.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise SweepError(f"{newest}: Tune's experiment state cannot be read ({_first_line(error)}); the file is "
+                         f"damaged, so the sweep cannot be resumed (`clreg-sweep report {paths.root}` still reads "
+                         "its finished trials)") from None
+    if not isinstance(state, dict) or not {"runner_data", "trial_data"} <= state.keys():
+        raise SweepError(f"{newest}: not a Tune experiment state (no runner_data / trial_data); the file is damaged, "
+                         "so the sweep cannot be resumed")
+
+
+def _check_study(url: str, study: str) -> None:
+    """The Optuna storage at `url` opens, passes SQLite's integrity check (a SQLite file) and holds `study`."""
+    from sqlalchemy.engine import make_url
+
+    if url.startswith("sqlite:"):
+        database = Path(make_url(url).database or "")
+        where = str(database)
+        if not database.is_file():
+            raise SweepError(f"Optuna study file {database} does not exist: the sweep's study is gone, so it cannot "
+                             "be resumed")
+        try:
+            # rw, not ro: a driver killed mid-write leaves a journal that only a writable connection rolls back
+            # (as the resumed sweep would); mode=rw still never creates a file.
+            with contextlib.closing(sqlite3.connect(f"{database.resolve().as_uri()}?mode=rw", uri=True)) as db:
+                problems = [row[0] for row in db.execute("PRAGMA quick_check")]
+                if problems != ["ok"]:
+                    raise sqlite3.DatabaseError("; ".join(problems[:3]))
+                names = {row[0] for row in db.execute("SELECT study_name FROM studies")}
+        except sqlite3.Error as error:
+            raise SweepError(f"Optuna study file {database} is damaged or not an Optuna database ({error}); the "
+                             "sweep cannot be resumed from it") from None
+    else:
+        where = tracking.redact(url)
+        names = _study_names(url)
+    if study not in names:
+        held = ", ".join(sorted(names)[:5]) or "none"
+        raise SweepError(f"Optuna storage {where} holds no study {study!r} (it holds: {held}); the sweep cannot be "
+                         "resumed from it")
+
+
+def _study_names(url: str) -> set[str]:
+    """The studies of an RDB storage (PostgreSQL, MySQL), connecting within seconds and creating no tables."""
+    import optuna
+
+    connect = {"connect_args": {"connect_timeout": 10}} if url.startswith(("postgresql", "mysql")) else {}
+    try:
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=connect, skip_table_creation=True)
+        return {s.study_name for s in storage.get_all_studies()}
+    except Exception as error:  # any driver's error: the URL is the user's input
+        raise SweepError(f"Optuna storage {tracking.redact(url)} cannot be read: "
+                         f"{tracking.redact(_first_line(error))}") from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__

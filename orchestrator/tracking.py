@@ -26,7 +26,6 @@ import json
 import logging
 import math
 import numbers
-import os
 import re
 import tempfile
 import time
@@ -48,6 +47,7 @@ from sqlalchemy.engine import make_url
 from orchestrator.pareto import hypervolume, pareto_front
 from orchestrator.pareto_artifacts import Marker, pareto_figure, pareto_html, trial_label
 from orchestrator.run_record import PREFIX as RECORD_PREFIX
+from orchestrator.writable import sqlite_problem, write_problem
 
 _log = logging.getLogger(__name__)
 
@@ -65,6 +65,8 @@ RETRIES = 10
 FIRST_DELAY_S = 0.5
 MAX_DELAY_S = 30.0
 HEALTH_TIMEOUT_S = 5.0
+# Commands that only read a finished sweep (`report`) report a store that stays down instead of waiting for it.
+READ_RETRIES = 3
 
 # Keys that may hold credentials (MLFLOW_TRACKING_TOKEN, AWS_SECRET_ACCESS_KEY, db passwords, API keys).
 # Params are visible to anyone who can read the experiment and cannot be deleted, so a credential logged once
@@ -125,12 +127,14 @@ def default_tracking_uri(workdir: Path) -> str:
     return f"sqlite:///{Path(workdir).resolve() / 'mlflow.db'}"
 
 
-def check_tracking(uri: str) -> None:
+def check_tracking(uri: str, create: bool = True) -> None:
     """Fail in seconds, before any trial starts, when the store at `uri` cannot be opened or written.
 
     An HTTP server is first asked for `/health` with a short timeout: MLflow's own client retries for minutes
     before it gives up on an unreachable host. A SQLite file must be writable, with its directory (SQLite writes
-    its journal next to the file).
+    its journal next to the file), and be an SQLite database if it exists; a file store's folder must be writable.
+    With `create` the store is then opened, which makes a local one; without it (`validate`, and a sweep before it
+    writes anything) nothing is created.
 
     Raises:
         TrackingError: naming the URI (password removed) and the cause.
@@ -138,11 +142,15 @@ def check_tracking(uri: str) -> None:
     try:
         if uri.startswith(("http://", "https://")):
             requests.get(uri.rstrip("/") + "/health", timeout=HEALTH_TIMEOUT_S).raise_for_status()
-        MlflowClient(uri).search_experiments(max_results=1)
         if uri.startswith("sqlite:"):
             _check_sqlite_writable(uri)
+        elif (folder := local_store_path(uri)) is not None and (problem := write_problem(folder)):
+            raise TrackingError(problem)
+        if create:
+            MlflowClient(uri).search_experiments(max_results=1)
     except Exception as error:
-        raise TrackingError(f"MLflow tracking store {redact(uri)} cannot be used: {redact(str(error))}") from error
+        cause = redact(str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__)
+        raise TrackingError(f"MLflow tracking store {redact(uri)} cannot be used: {cause}") from error
 
 
 def open_sweep(uri: str, experiment_name: str, sweep_name: str, sweep_params: Mapping[str, Any]) -> SweepRuns:
@@ -342,10 +350,9 @@ def _check_sqlite_writable(uri: str) -> None:
     database = make_url(uri).database
     if not database or database == ":memory:":
         return
-    path = Path(database).resolve()
-    for target in (path, path.parent):
-        if not os.access(target, os.W_OK):
-            raise TrackingError(f"{target} is not writable")
+    problem = sqlite_problem(Path(database))
+    if problem:
+        raise TrackingError(problem)
 
 
 def _experiment_id(client: MlflowClient, uri: str, name: str) -> str:
@@ -439,11 +446,12 @@ def _retry(what: str, uri: str, call: Callable[[], T], tries: int = RETRIES, fir
             return call()
         except (MlflowException, requests.RequestException, OSError) as error:
             if isinstance(error, MlflowException) and error.error_code in _PERMANENT_ERRORS:
-                raise TrackingError(f"MLflow at {redact(uri)} refused to {what}: {error}") from error
+                raise TrackingError(f"MLflow at {redact(uri)} refused to {what}: {redact(str(error))}") from error
             if attempt == tries:
-                raise TrackingError(f"could not {what} at {redact(uri)} after {tries} tries: {error}") from error
+                raise TrackingError(f"could not {what} at {redact(uri)} after {tries} tries: "
+                                    f"{redact(str(error))}") from error
             delay = min(first_delay * 2 ** (attempt - 1), MAX_DELAY_S)
-            _log.warning("could not %s (%s); retrying in %.1f s", what, error, delay)
+            _log.warning("could not %s (%s); retrying in %.1f s", what, redact(str(error)), delay)
             time.sleep(delay)
 
 
@@ -505,8 +513,8 @@ def _log_pareto_artifacts(
     _register_table(client, runs.parent_run_id, "pareto/front.json")
 
 
-def log_artifacts(runs: SweepRuns, local_dir: str | Path, artifact_path: str) -> None:
-    """Upload the files of `local_dir` to the parent run's `artifact_path`, retrying transient errors.
+def log_artifacts(runs: SweepRuns, local_dir: str | Path, artifact_path: str, tries: int = RETRIES) -> None:
+    """Upload the files of `local_dir` to the parent run's `artifact_path`, retrying transient errors `tries` times.
 
     Files of the same name are replaced; files already there that `local_dir` lacks are kept (MLflow's client has
     no delete), so publish a folder's full set of files each time.
@@ -516,7 +524,51 @@ def log_artifacts(runs: SweepRuns, local_dir: str | Path, artifact_path: str) ->
         f"upload {artifact_path}/ to run {runs.parent_run_id}",
         runs.tracking_uri,
         lambda: client.log_artifacts(runs.parent_run_id, str(local_dir), artifact_path),
+        tries=tries,
     )
+
+
+def read(what: str, uri: str, call: Callable[[], T]) -> T:
+    """`call()` on the store at `uri` for a command that only reads it, with `READ_RETRIES` tries.
+
+    Raises:
+        TrackingError: naming `what` and the URI (password removed), at once for an error no retry can fix.
+    """
+    return _retry(what, uri, call, tries=READ_RETRIES)
+
+
+def check_store_readable(uri: str) -> None:
+    """Before reading a sweep's store: fail in seconds, creating nothing.
+
+    MLflow creates an empty store where a local one is missing (a new `mlflow.db`), so a SQLite file or file store
+    must exist; a server must answer `/health` within `HEALTH_TIMEOUT_S` (MLflow's client retries an unreachable
+    host for minutes).
+
+    Raises:
+        TrackingError: naming the store (password removed) and the cause.
+    """
+    path = local_store_path(uri)
+    if path is not None and not path.exists():
+        raise TrackingError(f"MLflow tracking store {path} does not exist (the sweep logged there; was it moved "
+                            "or deleted?)")
+    if uri.startswith(("http://", "https://")):
+        try:
+            requests.get(uri.rstrip("/") + "/health", timeout=HEALTH_TIMEOUT_S).raise_for_status()
+        except requests.RequestException as error:
+            raise TrackingError(f"MLflow tracking server {redact(uri)} does not answer: "
+                                f"{redact(str(error))}") from None
+
+
+def local_store_path(uri: str) -> Path | None:
+    """The file or directory of a SQLite or file store; None for servers and other databases."""
+    if uri.startswith("sqlite:"):
+        database = make_url(uri).database
+        return Path(database) if database and database != ":memory:" else None
+    if uri.startswith("file:"):
+        return Path(uri.removeprefix("file://").removeprefix("file:"))
+    if "://" not in uri:
+        return Path(uri)
+    return None
 
 
 def _register_table(client: MlflowClient, run_id: str, artifact_file: str) -> None:
