@@ -6,6 +6,8 @@ import os
 import warnings
 from contextlib import contextmanager
 
+from orchestrator.console_log import VERBOSE_ENV, is_verbose, ray_logging_level
+
 # Seconds between a Ray Train controller's polls of its workers on a local cluster (see `ray_cluster`).
 LOCAL_HEALTH_CHECK_INTERVAL_S = "0.25"
 
@@ -18,6 +20,9 @@ def ray_cluster(address: str | None = None, num_cpus: int | None = None):
     the dashboard serves) and keeps Ray's token authentication, which a new local cluster turns on by default
     (token in ~/.ray/auth_token or RAY_AUTH_TOKEN); RAY_AUTH_MODE=disabled gets a warning. Usage stats are never
     sent. (Setting RAY_AUTH_MODE here would not do: Ray caches the mode when first imported.)
+
+    Workers' output reaches the console (their warnings and errors, our own lines); Ray's driver-side info logs and
+    the workers' internal lines do only with `--verbose` (see `orchestrator.console_log`).
 
     A local cluster's Ray Train controllers poll their workers every `LOCAL_HEALTH_CHECK_INTERVAL_S` instead of
     Ray's 2 s, which a finished run otherwise waits out: about 3 s less per trial (benchmarks/trial_overhead.py).
@@ -33,11 +38,15 @@ def ray_cluster(address: str | None = None, num_cpus: int | None = None):
     if ray.is_initialized():
         yield
         return
+    level = ray_logging_level()
     if address:
-        ray.init(address=address, log_to_driver=True)
+        # A joined cluster's processes do not inherit this environment: `--verbose` reaches its workers this way.
+        verbose_env = {"env_vars": {VERBOSE_ENV: "1"}} if is_verbose() else None
+        ray.init(address=address, log_to_driver=True, logging_level=level, runtime_env=verbose_env)
     else:
         os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", LOCAL_HEALTH_CHECK_INTERVAL_S)
-        ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=True)
+        ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=True,
+                 logging_level=level)
     try:
         yield
     finally:

@@ -6,13 +6,12 @@ run is looked up by its trial id first, so a resumed sweep continues the same ru
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
-from ray.tune import Callback
+from ray.tune import Callback, CLIReporter
 
-from orchestrator import tracking
+from orchestrator import console_log, tracking
 from orchestrator.pareto_artifacts import Marker
 from trainables.report_keys import DIVERGED, DIVERGENCE_REASON, TRIAL_COMPLETE
 
@@ -24,8 +23,30 @@ _TUNE_KEYS = {"time_this_iter_s", "time_total_s", "timestamp", "training_iterati
 _RESULT_TAGS = {"node_id": "clreg.node_id", DIVERGENCE_REASON: "clreg.divergence"}
 
 
+class SweepTable(CLIReporter):
+    """Tune's live table, its columns the sweep's objectives and searched parameters.
+
+    Ray 2.60's default output engine (RAY_AIR_NEW_OUTPUT=1) ignores a `progress_reporter`: it shows the first four
+    reported metrics (here the training losses) and the parameters of a Tune search space (none here: the space is
+    Optuna's, inside the searcher). The legacy engine honours this reporter, so `_tuner` selects it; at verbose=1
+    it prints nothing per trial (the tracker's lines say when a trial starts and ends). Tune's system lines are left
+    out: "Logical resource usage: 0/2 CPUs" always reads 0, since a trial asks Tune for one byte of memory and its
+    Ray Train workers hold their CPUs in placement groups Tune does not count.
+    """
+
+    def report(self, trials, done: bool, *sys_info: str) -> None:
+        super().report(trials, done)
+
+
+def sweep_table(objectives: Sequence[str], params: Sequence[str]) -> SweepTable:
+    """The table of a sweep: one row per trial, refreshed every 30 s and at the end."""
+    return SweepTable(metric_columns={m: m for m in objectives}, parameter_columns=console_log.param_labels(params),
+                      max_report_frequency=30, print_intermediate_tables=True)
+
+
 class SweepTracker(Callback):
-    """Creates a child run per trial, logs per-epoch and final metrics, and refreshes the Pareto front.
+    """Creates a child run per trial, logs per-epoch and final metrics, refreshes the Pareto front, and prints one
+    line when a trial starts (its parameters) and one when it ends (its objectives, or why it failed).
 
     Args:
         runs: the sweep's MLflow runs.
@@ -34,17 +55,25 @@ class SweepTracker(Callback):
         record: the run record params of a trial (`orchestrator.run_record.trial_params`), from its sampled
             parameters; logged beside them.
         markers: the reference models drawn on the front's pictures.
+        num_trials: the trials the sweep runs (the N of "trial 3/N").
+        params: the searched parameters, shown in a trial's start line.
     """
 
     def __init__(self, runs: tracking.SweepRuns, objectives: list[tuple[str, str]],
                  describe: Callable[[dict], dict[str, str]], record: Callable[[dict], Mapping[str, str]],
-                 markers: Sequence[Marker]) -> None:
+                 markers: Sequence[Marker], num_trials: int, params: Sequence[str]) -> None:
         self.runs = runs
         self.objectives = objectives
         self.describe = describe
         self.record = record
         self.markers = list(markers)
+        self.num_trials = num_trials
+        self.labels = console_log.param_labels(params)
         self._run_ids: dict[str, str] = {}
+
+    def _number(self, trials, trial) -> tuple[int, int]:
+        """(this trial's number, of how many): Tune's trial list keeps creation order, restored trials first."""
+        return trials.index(trial) + 1, max(self.num_trials, len(trials))
 
     def _run_id(self, trial) -> str:
         if trial.trial_id not in self._run_ids:
@@ -55,6 +84,7 @@ class SweepTracker(Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         self._run_id(trial)
+        _say(console_log.start_line(*self._number(trials, trial), dict(trial.config), self.labels))
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         metrics = {k: v for k, v in result.items() if k not in _TUNE_KEYS and k != TRIAL_COMPLETE}
@@ -67,28 +97,35 @@ class SweepTracker(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         result = trial.last_result or {}
         run_id = self._run_id(trial)
+        number, total = self._number(trials, trial)
+        seconds = result.get("time_total_s")
         if result.get(DIVERGED):
             reason = str(result.get(DIVERGENCE_REASON, "the training loss became NaN or inf"))
             tracking.finish_child(self.runs, run_id, "FAILED", reason)
-            _say(f"trial {trial.trial_id} FAILED (diverged): {reason}")
+            _say(console_log.failed_line(number, total, seconds, reason, diverged=True))
             return
         complete = bool(result.get(TRIAL_COMPLETE))
         tracking.finish_child(self.runs, run_id, "FINISHED" if complete else "KILLED",
                               None if complete else "stopped early by the scheduler")
         summary = tracking.update_pareto(self.runs, self.objectives, markers=self.markers)
-        values = ", ".join(f"{m}={_fmt(result.get(m))}" for m, _ in self.objectives)
-        _say(f"trial {trial.trial_id} done ({values}); {summary.num_trials} complete, "
-                 f"{len(summary.front)} on the Pareto front, hypervolume {summary.hypervolume:.4g}")
+        names = [m for m, _ in self.objectives]
+        line = (console_log.done_line if complete else console_log.stopped_line)(number, total, seconds, names, result)
+        _say(f"{line} ({summary.num_trials} complete, {len(summary.front)} on the Pareto front, hypervolume "
+             f"{summary.hypervolume:.4g})")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         reason = _error_text(trial)
         tracking.finish_child(self.runs, self._run_id(trial), "FAILED", reason)
-        _say(f"trial {trial.trial_id} FAILED: {reason.splitlines()[-1] if reason else 'unknown error'}")
+        seconds = (trial.last_result or {}).get("time_total_s")
+        where = f" (error file: {trial.error_file})" if trial.error_file else ""
+        _say(console_log.failed_line(*self._number(trials, trial), seconds,
+                                     f"{reason.splitlines()[-1] if reason else 'unknown error'}{where}",
+                                     diverged=False))
 
 
 def _say(line: str) -> None:
     """Progress lines beside Tune's table (plain stderr: the callback is pickled with the experiment state)."""
-    print(f"[clreg-sweep] {line}", file=sys.stderr, flush=True)
+    print(line, file=sys.stderr, flush=True)
 
 
 def _error_text(trial) -> str:
@@ -103,7 +140,3 @@ def _error_text(trial) -> str:
     except OSError:
         pass
     return "unknown error (no error file)"
-
-
-def _fmt(v) -> str:
-    return f"{v:.4g}" if isinstance(v, (int, float)) and math.isfinite(v) else "missing"

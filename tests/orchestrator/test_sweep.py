@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import statistics
 import time
@@ -43,6 +44,14 @@ def test_four_trial_sweep_logs_trials_study_and_pareto_front(sweep_env, monkeypa
     assert cli.main(["sweep", str(sweep_env.write("four", 4, 2))]) == 0
     console = "".join(capfd.readouterr())
     assert "Pareto front" in console  # the console was captured
+    # One line per trial start and end, with the searched parameters and the objectives.
+    assert len(re.findall(r"trial [1-4]/4 started: tau=\S+ lambda=\S+ layer=last-\d lr=\S+", console)) == 4
+    assert len(re.findall(r"trial [1-4]/4 done in \d+ s: forget_quality=\S+ model_utility=\S+", console)) == 4
+    # Tune's table: objectives and searched parameters as columns, not the training losses or Tune's resources.
+    assert re.search(r"\|\s*tau\s*\|\s*lambda\s*\|\s*layer\s*\|\s*lr\s*\|\s*forget_quality\s*\|", console)
+    assert "train/loss" not in console and "Logical resource usage" not in console
+    # Ray Train's per-epoch reports stay out of the console.
+    assert "TrainingReport(" not in console
     for secret in PLANTED.values():
         assert secret not in console
         leaks = [p for p in sweep_env.root.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
@@ -155,7 +164,14 @@ def test_interrupted_sweep_resumes_to_exactly_the_requested_trials(sweep_env):
     assert parents[0].info.status == "KILLED"  # an interrupted sweep never looks complete
     assert 1 <= len([c for c in children if c.info.status == "FINISHED"]) < 3
 
-    assert cli.main(["resume", str(sweep_env.sweep_dir("resumed"))]) == 0
+    # Resumed from another place: a moved sweep folder continues where it is now (its study, Tune experiment and
+    # trial outputs there), and nothing is recreated at the old address; then moved back for the checks below.
+    moved = sweep_env.root / "elsewhere" / "resumed"
+    moved.parent.mkdir()
+    shutil.move(sweep_env.sweep_dir("resumed"), moved)
+    assert cli.main(["resume", str(moved)]) == 0
+    assert not sweep_env.sweep_dir("resumed").exists()
+    shutil.move(moved, sweep_env.sweep_dir("resumed"))
 
     parents, children = sweep_env.runs("resumed")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from trainables.config import TrialConfig
-from trainables.engine.worker import NonFiniteLossError, WorkerJob, train_worker
+from trainables.engine.worker import NonFiniteLossError, WorkerJob, train_worker, verbose
 from trainables.report_keys import DIVERGED, DIVERGENCE_REASON, OUTCOME_FILE
 
 # Quiet, deterministic worker processes: DeepSpeed picks its CPU accelerator without probing for CUDA, and
@@ -51,7 +51,7 @@ def build_trainer(job: WorkerJob, cfg: TrialConfig, storage_path: str, name: str
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
             failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
             callbacks=callbacks or [],
-            logging_config=ray.train.LoggingConfig(log_level="WARNING"),
+            logging_config=ray.train.LoggingConfig(log_level="INFO" if verbose() else "WARNING"),
             worker_runtime_env={"env_vars": {**WORKER_ENV, **_accelerator_env(use_gpu)}},
         ),
     )

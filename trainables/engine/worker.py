@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import math
 import os
 import tempfile
@@ -52,6 +53,9 @@ from trainables.report_keys import (
 )
 
 STATE_FILE = "trial_state.json"
+# "1" when the command runs with `--verbose` (set by `orchestrator.console_log`, inherited by a local cluster's
+# workers, passed to a joined cluster's in its runtime environment).
+VERBOSE_ENV = "CLREG_VERBOSE"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -112,6 +116,7 @@ def train_worker(job_dict: dict) -> None:
     run (a worker fault, a resumed sweep) trains only what is left; the checkpoint carries its seed.
     """
     clock = SetupClock()
+    quiet_library_logs()
     import deepspeed  # noqa: F401  (imported here, timed as the "import" phase, not inside the first engine build)
     import ray
     import ray.train
@@ -147,6 +152,23 @@ def train_worker(job_dict: dict) -> None:
         gc.collect()  # the seed's engine and model, before the next seed builds its own
     _report_outcome({TRIAL_COMPLETE: 1, "seeds_trained": len(job.seeds), **clock.seconds}, Path(job.output_dir),
                     rank, worker_started_at=clock.started_at)
+
+
+def verbose() -> bool:
+    """Whether the command that started this run asked for every library's info logs (`--verbose`)."""
+    return os.environ.get(VERBOSE_ENV) == "1"
+
+
+def quiet_library_logs() -> None:
+    """The worker's root logger at WARNING unless `verbose()`.
+
+    Ray Train configures it at INFO, and its own info logs reach it: "Reporting training result N:
+    TrainingReport(...)", once per epoch, comes from a logger named after its file path, which the run's
+    `LoggingConfig(log_level)` (filtering `ray.train.*` only) does not reach; rouge_score's "Using default
+    tokenizer." too. The reports themselves are Tune's and MLflow's metrics.
+    """
+    if not verbose():
+        logging.getLogger().setLevel(logging.WARNING)
 
 
 def _unfinished_seeds(job: WorkerJob, rank: int) -> list[int]:
