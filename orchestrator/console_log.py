@@ -17,8 +17,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-# Read by the workers (`trainables.engine.worker.VERBOSE_ENV`, the same name): "1" keeps their info logs.
-VERBOSE_ENV = "CLREG_VERBOSE"
+from trainables.report_keys import VERBOSE_ENV
 
 # Lines of Ray workers that the driver does not print (Ray's RAY_DEDUP_LOGS_SKIP_REGEX; they stay in the workers'
 # log files). None of them is a Python log record of the worker, so no logger level can silence them:

@@ -174,7 +174,7 @@ def check_trial(cfg: TrialConfig) -> Checked:
     if cfg.clreg.enabled:
         resolve_layer(cfg.clreg.layer, num_layers)
     if cfg.clreg.enabled and cfg.clreg.positives == "paraphrase":
-        require_paraphrases(bench.forget)
+        require_paraphrases(bench)
     return Checked(bench, check_data(cfg, bench), num_layers, oracle_log)
 
 

@@ -178,7 +178,7 @@ def _check_layer(cfg: TrialConfig, point: dict[str, Any], space: SearchSpace, nu
 
 def _paraphrase_problem(bench: Benchmark) -> str:
     try:
-        require_paraphrases(bench.forget)
+        require_paraphrases(bench)
     except ValueError as error:
         return str(error)
     return ""

@@ -61,10 +61,11 @@ class Benchmark:
     source: str = ""
 
 
-def require_paraphrases(forget: list[Example]) -> None:
-    """Raise `DataError` unless every forget row has a `paraphrased_answer` (CLReg's paraphrase positives)."""
-    missing = [i for i, e in enumerate(forget) if not e.paraphrased_answer]
+def require_paraphrases(bench: Benchmark) -> None:
+    """Raise `DataError` unless every forget row of `bench` has a `paraphrased_answer` (CLReg's paraphrase
+    positives), naming where the benchmark was read from."""
+    missing = [i for i, e in enumerate(bench.forget) if not e.paraphrased_answer]
     if missing:
-        raise DataError(f"clreg.positives=paraphrase needs paraphrased_answer on every forget row; {len(missing)} "
-                        f"rows lack it (first: row {missing[0]}); allowed: positives=dropout, or a forget split "
-                        f"with a *_perturbed file")
+        raise DataError(f"{bench.source or bench.name}: clreg.positives=paraphrase needs paraphrased_answer on every "
+                        f"forget row; {len(missing)} rows lack it (first: forget row {missing[0]}); allowed: "
+                        f"positives=dropout, or a forget split with a *_perturbed file")

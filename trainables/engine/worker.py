@@ -48,14 +48,12 @@ from trainables.report_keys import (
     DIVERGENCE_REASON,
     OUTCOME_FILE,
     TRIAL_COMPLETE,
+    VERBOSE_ENV,
     finished_outcome,
     seed_dir,
 )
 
 STATE_FILE = "trial_state.json"
-# "1" when the command runs with `--verbose` (set by `orchestrator.console_log`, inherited by a local cluster's
-# workers, passed to a joined cluster's in its runtime environment).
-VERBOSE_ENV = "CLREG_VERBOSE"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -407,7 +405,7 @@ def _tokenised_data(cfg: TrialConfig, job: WorkerJob, tokenizer) -> TrainData:
         return TrainData(forget=enc(split), retain=[], paraphrase=None)
     paraphrase = None
     if cfg.clreg.enabled and cfg.clreg.positives == "paraphrase":
-        require_paraphrases(bench.forget)
+        require_paraphrases(bench)
         paraphrase = [encode(tokenizer, e, n, answer=e.paraphrased_answer) for e in bench.forget]
     return TrainData(forget=enc(bench.forget), retain=enc(bench.retain), paraphrase=paraphrase)
 
