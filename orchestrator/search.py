@@ -18,6 +18,7 @@ from typing import Any
 import optuna
 from ray.tune.search.optuna import OptunaSearch
 
+from orchestrator.console_log import is_verbose
 from orchestrator.sweep_config import SearchConfig
 from orchestrator.writable import sqlite_problem
 from search_spaces.space import SearchSpace
@@ -242,6 +243,8 @@ def make_searcher(space: SearchSpace, num_layers: int, objectives: list[tuple[st
     combination exactly once before anything is sampled.
     """
     grid = [g for g in space.grid(num_layers) if g]
+    if not is_verbose():  # "A new study created in RDB with name ..." and the like: the sweep's own lines say it
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
     return SweepOptunaSearch(
         space=functools.partial(_define_by_run, space=space, num_layers=num_layers),
         metric=[m for m, _ in objectives],
