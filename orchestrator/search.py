@@ -12,6 +12,8 @@ import functools
 import math
 import os
 import pickle
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +82,21 @@ class SweepOptunaSearch(OptunaSearch):
             state, values = trial_outcome(result, self.metric, error)
             self._ot_study.tell(ot_trial, values, state=state)
         self._completed_trials.add(trial_id)
+
+
+@contextmanager
+def study_url_for_restore(url: str) -> Iterator[None]:
+    """While it lasts, a `SweepOptunaSearch` unpickled by Tune reconnects to the study at `url`; the variable is
+    removed after, so a later searcher in the same process (tests, a notebook) is not pointed at this study."""
+    saved = os.environ.get(STUDY_URL_ENV)
+    os.environ[STUDY_URL_ENV] = url
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(STUDY_URL_ENV, None)
+        else:
+            os.environ[STUDY_URL_ENV] = saved
 
 
 def _portable(state: dict) -> dict:

@@ -268,6 +268,7 @@ def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool 
     from orchestrator.console_log import is_verbose
     from orchestrator.prepare import prepare
     from orchestrator.references import load_references
+    from orchestrator.search import study_url_for_restore
     from trainables.data.loading import benchmark_fingerprint
 
     cfg = checked.cfg
@@ -297,14 +298,15 @@ def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool 
         write_json_atomic(paths.state_file, {"parent_run_id": runs.parent_run_id,
                                              "experiment_id": runs.experiment_id, "tracking_uri": uri,
                                              "target_dir": prepared.target_dir})
-        tuner = _tuner(checked, paths, prepared, runs, resume, record, markers)
         goals = ", ".join(f"{metric} ({mode})" for metric, mode in cfg.objective_modes)
         log(f"sweep {cfg.name}: {checked.num_trials} trials of {checked.method_text}, {cfg.search.max_concurrent} "
             f"at a time, {checked.search_text}, objectives {goals}")
         if not is_verbose():
             log("Ray's and DeepSpeed's info logs stay in Ray's session logs (/tmp/ray/session_latest/logs on a local "
                 "cluster); --verbose prints them here")
-        results = tuner.fit()
+        # Where a restored searcher finds the study: this folder's, also when the folder has moved since it started.
+        with study_url_for_restore(paths.optuna_url(cfg)):
+            results = _tuner(checked, paths, prepared, runs, resume, record, markers).fit()
     summary = tracking.update_pareto(runs, cfg.objective_modes, markers=markers)
     # Stopped before every trial ended (Ctrl-C): the parent run must not look complete; `resume` reopens it.
     interrupted = results.num_terminated + results.num_errors < checked.num_trials
@@ -336,7 +338,7 @@ def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, runs: tracking.
     """Tune's experiment: a new one, or the saved one restored (which keeps its callback, record and markers)."""
     from ray import tune
 
-    from orchestrator.search import STUDY_URL_ENV, make_searcher, sweep_study_name
+    from orchestrator.search import make_searcher, sweep_study_name
 
     # Objectives arrive with the trial's evaluation (its last report, or every `eval.every` epochs); per-epoch
     # training reports do not carry them, which Tune's strict check would reject. The searcher itself reads only
@@ -358,8 +360,6 @@ def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, runs: tracking.
     # group. Tune refuses an all-zero request, so the driver asks for one byte of memory: it then blocks no CPU,
     # and 2 one-CPU trials run side by side on a 2-core laptop (with {"CPU": 1} only one would fit).
     trainable = tune.with_resources(trainable, {"memory": 1})
-    # Where a restored searcher finds the study: this folder's, also when the folder has moved since it started.
-    os.environ[STUDY_URL_ENV] = paths.optuna_url(cfg)
     if resume:
         return tune.Tuner.restore(str(paths.tune), trainable=trainable, resume_unfinished=True,
                                   resume_errored=False)

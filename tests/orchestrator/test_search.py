@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import pickle
+
 import optuna
 import pytest
 
@@ -77,6 +80,29 @@ def test_a_restored_searcher_does_not_tell_a_finished_trial_twice(tmp_path):
     restored.on_trial_complete("t1", {TRIAL_COMPLETE: 1, "forget_quality": 0.9, "model_utility": 0.1})
     (trial,) = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/s.db").trials
     assert trial.state == State.COMPLETE and trial.values == [0.3, 0.6]
+
+
+def test_a_restored_searcher_reconnects_to_the_study_where_it_is_now(tmp_path):
+    """A sweep folder moved after its searcher was saved: inside `study_url_for_restore` the restored searcher tells
+    the study at its new address, nothing is created at the old one, and the address does not outlive the block."""
+    from orchestrator.search import STUDY_URL_ENV, make_searcher, study_url_for_restore
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    searcher = make_searcher(load_preset("clreg-default"), 8, [("forget_quality", "max"), ("model_utility", "max")],
+                             SearchConfig(sampler="random"), 1, study_name="s", storage_url=f"sqlite:///{old}/s.db")
+    assert searcher.suggest("t1")
+    pickled = pickle.dumps(searcher)  # as Tune's tuner.pkl holds it
+    searcher.save(str(old / "searcher.pkl"))
+    old.rename(new)
+    with study_url_for_restore(f"sqlite:///{new}/s.db"):
+        restored = pickle.loads(pickled)
+        restored.restore(str(new / "searcher.pkl"))
+    assert STUDY_URL_ENV not in os.environ
+    restored.on_trial_complete("t1", {TRIAL_COMPLETE: 1, "forget_quality": 0.3, "model_utility": 0.6})
+    (trial,) = optuna.load_study(study_name="s", storage=f"sqlite:///{new}/s.db").trials
+    assert trial.state == State.COMPLETE and trial.values == [0.3, 0.6]
+    assert not old.exists()
 
 
 def test_lost_trials_are_failed_and_known_ones_left_running(tmp_path):
