@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainables.config import ModelConfig, TinyModelConfig, TrialConfig
+from trainables.config import ModelConfig, TrialConfig
 from trainables.data.loading import load_benchmark
 from trainables.data.optional_sets import OptionalSet, absent_sets
 from trainables.data.schema import Benchmark, require_paraphrases
@@ -23,7 +23,7 @@ from trainables.model.loading import (
     load_tokenizer,
     meta_model,
 )
-from trainables.model.tiny import TINY_PRESET, tokenizer_texts, train_tokenizer
+from trainables.model.tiny import TINY_PRESET, tiny_llama_config, tokenizer_texts, train_tokenizer
 from trainables.objectives import resolve_method
 
 
@@ -40,7 +40,8 @@ def check_model(model: ModelConfig) -> int:
     field = "model.name_or_path"
     if model.name_or_path == TINY_PRESET:
         if model.lora is not None:
-            check_lora_targets(meta_model(tiny_config(model.tiny), "model.tiny", False), model.lora)
+            shape = tiny_llama_config(model.tiny, model.tiny.vocab_size)
+            check_lora_targets(meta_model(shape, "model.tiny", False), model.lora)
         return model.tiny.num_layers
     check_model_source(model.name_or_path)
     folder = Path(model.name_or_path).expanduser()
@@ -70,15 +71,6 @@ def _hub_config(model: ModelConfig):
     except (OSError, ValueError) as e:
         raise ModelError(f"model.name_or_path {model.name_or_path!r}: its config.json does not load "
                          f"({type(e).__name__}: {str(e).strip()[:300]})") from None
-
-
-def tiny_config(tiny: TinyModelConfig):
-    """The LlamaConfig of the `tiny-llama` shape (vocabulary as configured): enough to know its modules."""
-    from transformers import LlamaConfig
-
-    return LlamaConfig(vocab_size=tiny.vocab_size, hidden_size=tiny.hidden_size,
-                       intermediate_size=tiny.intermediate_size, num_hidden_layers=tiny.num_layers,
-                       num_attention_heads=tiny.num_heads, num_key_value_heads=tiny.num_heads)
 
 
 def check_oracle_dir(path: str) -> None:

@@ -48,25 +48,24 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
     )
 
 
+def tiny_llama_config(cfg: TinyModelConfig, vocab_size: int, **special):
+    """The LlamaConfig of the `tiny-llama` shape: what `build_tiny_llama` builds and preflight checks LoRA targets
+    against (on the meta device)."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(vocab_size=vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+                       num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+                       num_key_value_heads=cfg.num_heads, tie_word_embeddings=True, use_cache=False, **special)
+
+
 def build_tiny_llama(cfg: TinyModelConfig, texts: Iterable[str], out_dir: Path, max_positions: int) -> Path:
     """Write a randomly initialised tiny Llama and its tokenizer to `out_dir` (safetensors) and return it."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     tokenizer = train_tokenizer(texts, cfg.vocab_size)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=cfg.hidden_size,
-        intermediate_size=cfg.intermediate_size,
-        num_hidden_layers=cfg.num_layers,
-        num_attention_heads=cfg.num_heads,
-        num_key_value_heads=cfg.num_heads,
-        max_position_embeddings=max_positions,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        tie_word_embeddings=True,
-        use_cache=False,
-    )
+    config = tiny_llama_config(cfg, len(tokenizer), max_position_embeddings=max_positions,
+                               pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                               eos_token_id=tokenizer.eos_token_id)
     torch.manual_seed(cfg.seed)
     model = LlamaForCausalLM(config)
     out_dir.mkdir(parents=True, exist_ok=True)
