@@ -309,6 +309,14 @@ class PrepareConfig(StrictModel):
     def _paths_home(cls, v: str | None) -> str | None:
         return expand_home(v)
 
+    @model_validator(mode="after")
+    def _one_oracle_reference(self) -> PrepareConfig:
+        # Both name the oracle reference trials are scored against; with both, one would be ignored without a word.
+        if self.oracle_path and self.oracle_logs:
+            raise ValueError("oracle_path and oracle_logs both give the oracle reference; set one of them (the "
+                             "retain model's folder, or its open-unlearning log)")
+        return self
+
 
 class TrialConfig(StrictModel):
     """Everything that determines one unlearning trial."""

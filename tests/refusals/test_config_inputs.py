@@ -147,6 +147,8 @@ CASES: dict[str, tuple[Build, list[str]]] = {
                         ["data.synthetic.num_authors: Input should be less than or equal to 10000"]),
     "heads-do-not-divide": (trial_with(model__tiny__hidden_size=64, model__tiny__num_heads=5),
                             ["trial.yaml: model.tiny: hidden_size (64) must be a multiple of num_heads (5)"]),
+    "two-oracle-references": (trial_with(prepare__oracle_path="oracle", prepare__oracle_logs="TOFU_EVAL.json"),
+                              ["trial.yaml: prepare: oracle_path and oracle_logs both give the oracle reference"]),
     # names and shown values
     "sweep-name-300": (sweep_with(name="s" * 300), ["sweep.yaml: name: String should have at most 100 characters",
                                                     "(got 'sssss", "sss...sss"]),
