@@ -139,6 +139,13 @@ CONNECT_TIMEOUT_S = 5
 _TIMEOUT_ARGS = {"postgresql": "connect_timeout", "mysql": "connect_timeout", "mariadb": "connect_timeout"}
 
 
+def connect_args(backend: str, timeout_s: float = CONNECT_TIMEOUT_S) -> dict[str, float]:
+    """SQLAlchemy `connect_args` bounding a connection to a `backend` database server to `timeout_s` (none for
+    drivers without such an option, e.g. SQLite)."""
+    name = _TIMEOUT_ARGS.get(backend)
+    return {name: timeout_s} if name else {}
+
+
 class StorageError(ValueError):
     """`storage.optuna_url` cannot hold the study (the message names the URL, password masked, and the cause)."""
 
@@ -171,9 +178,8 @@ def check_storage_url(url: str) -> None:
         if problem:
             raise StorageError(f"storage.optuna_url {shown}: {problem}")
         return
-    timeout = _TIMEOUT_ARGS.get(parsed.get_backend_name())
     try:
-        engine = create_engine(parsed, connect_args={timeout: CONNECT_TIMEOUT_S} if timeout else {})
+        engine = create_engine(parsed, connect_args=connect_args(parsed.get_backend_name()))
     except ModuleNotFoundError as e:
         raise StorageError(f"storage.optuna_url {shown}: its database driver module {e.name!r} is not installed; "
                            f"install it (pip install {e.name}) or name an installed driver in the URL "
@@ -192,8 +198,9 @@ def check_storage_url(url: str) -> None:
 
 def _cause(error: BaseException, password: str | None) -> str:
     """The first line of `error`, short, with the password masked should the driver quote it."""
-    text = str(getattr(error, "orig", None) or error).strip()
-    line = text.splitlines()[0][:300] if text else type(error).__name__
+    from orchestrator.tracking import first_line
+
+    line = first_line(getattr(error, "orig", None) or error)
     return line.replace(password, "***") if password else line
 
 

@@ -478,8 +478,8 @@ def _check_tune_experiment(paths: SweepPaths) -> None:
     try:
         state = json.loads(newest.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise SweepError(f"{newest}: Tune's experiment state cannot be read ({_first_line(error)}); the file is "
-                         f"damaged, so the sweep cannot be resumed (`clreg-sweep report {paths.root}` still reads "
+        raise SweepError(f"{newest}: Tune's experiment state cannot be read ({tracking.first_line(error)}); the file "
+                         f"is damaged, so the sweep cannot be resumed (`clreg-sweep report {paths.root}` still reads "
                          "its finished trials)") from None
     if not isinstance(state, dict) or not {"runner_data", "trial_data"} <= state.keys():
         raise SweepError(f"{newest}: not a Tune experiment state (no runner_data / trial_data); the file is damaged, "
@@ -519,16 +519,14 @@ def _check_study(url: str, study: str) -> None:
 def _study_names(url: str) -> set[str]:
     """The studies of an RDB storage (PostgreSQL, MySQL), connecting within seconds and creating no tables."""
     import optuna
+    from sqlalchemy.engine import make_url
 
-    connect = {"connect_args": {"connect_timeout": 10}} if url.startswith(("postgresql", "mysql")) else {}
+    from orchestrator.search import connect_args
+
+    connect = {"connect_args": connect_args(make_url(url).get_backend_name(), timeout_s=10)}
     try:
         storage = optuna.storages.RDBStorage(url, engine_kwargs=connect, skip_table_creation=True)
         return {s.study_name for s in storage.get_all_studies()}
     except Exception as error:  # any driver's error: the URL is the user's input
         raise SweepError(f"Optuna storage {tracking.redact(url)} cannot be read: "
-                         f"{tracking.redact(_first_line(error))}") from None
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:300] if text else type(error).__name__
+                         f"{tracking.redact(tracking.first_line(error))}") from None

@@ -149,7 +149,7 @@ def check_tracking(uri: str, create: bool = True) -> None:
         if create:
             MlflowClient(uri).search_experiments(max_results=1)
     except Exception as error:
-        cause = redact(str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__)
+        cause = redact(first_line(error))
         raise TrackingError(f"MLflow tracking store {redact(uri)} cannot be used: {cause}") from error
 
 
@@ -328,6 +328,13 @@ def loggable(values: Mapping[str, Any]) -> dict[str, str]:
     MLflow params cannot be deleted, and whoever can read the experiment can read them.
     """
     return {k: redact(str(v)) for k, v in _flatten(values).items() if not _SECRET_KEY.search(k)}
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of `error`'s message, at most 300 characters (its type's name when it has none): the cause
+    a one-line refusal shows."""
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
 
 
 def redact(text: str) -> str:
