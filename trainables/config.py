@@ -253,6 +253,12 @@ class CLRegConfig(StrictModel):
             raise ValueError(f"layer must be 'last-k' with k >= 1 or a 0-based index, got {v!r}")
         return v
 
+    @property
+    def active(self) -> bool:
+        """Whether training adds `lambda * L_CL`: enabled with a weight above zero. The one place this is decided
+        (the objective, the worker's forwards, the trial's tags and record all ask it)."""
+        return self.enabled and self.lam > 0
+
 
 class TrainConfig(StrictModel):
     """DeepSpeed engine and Ray Train scaling settings of one trial."""

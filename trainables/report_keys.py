@@ -15,6 +15,9 @@ DIVERGENCE_REASON = "divergence"
 # Rank 0 writes a run's last report (final metrics, or the divergence) to this file in the run's output directory:
 # Ray Train's `Result.metrics` holds the newest *checkpointed* report only, which is the last epoch's.
 OUTCOME_FILE = "run_outcome.json"
+# The trial's resolved configuration, written by the trial driver next to its outputs (and logged to its MLflow
+# run): what `report` and `studies/` read instead of rebuilding the config from MLflow's parameter strings.
+TRIAL_RECORD_FILE = "trial.json"
 # "1" when the command that started a run asked for every library's info logs (`--verbose`): set by the driver
 # (`orchestrator.console_log`), inherited by a local cluster's workers, passed to a joined cluster's in its runtime
 # environment.
