@@ -37,3 +37,15 @@ def finished_outcome(run_dir: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return outcome if outcome.get(TRIAL_COMPLETE) else None
+
+
+# The loss terms a training epoch reports (`LossTerms`' fields) and the name each is reported under: written here
+# once, for the loop that reports them and the metric registry that lets a sweep optimise them.
+LOSS_TERMS = ("loss", "forget", "retain", "clreg")
+# Wall times a trial reports with its final metrics.
+TIMINGS = ("train_seconds", "eval_seconds")
+
+
+def loss_metric(term: str) -> str:
+    """`train/loss` for the total, `train/<term>_loss` for a part (`train/clreg_loss`)."""
+    return "train/loss" if term == "loss" else f"train/{term}_loss"
