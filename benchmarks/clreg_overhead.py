@@ -1,8 +1,9 @@
 """CLReg overhead: step time of base method + CLReg over the base method alone (benchmarks issue, item 2).
 
-One training step of a trial worker (`trainables.engine.worker.unlearn_micro_step`: forward on forget and retain
-batches, base loss, CLReg term; then backward and an AdamW step) in one process on random-weight Llama models built
-from a config. Three variants, interleaved round by round so that a noisy shared machine slows all alike:
+One training step of a trial (the trial's objective, `trainables.objectives.build_objective`, over the forwards its
+collector runs, `trainables.engine.forward.ForwardCollector`: forget and retain batches, base loss, CLReg term; then
+backward and an AdamW step) in one process on random-weight Llama models built from a config. Three variants,
+interleaved round by round so that a noisy shared machine slows all alike:
 
 - `base`: the base method alone (CLReg off);
 - `clreg`: base + CLReg at Last-1 with the dropout view computed as shipped, by re-running only the target layer on
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import statistics
 import time
 
@@ -26,11 +28,11 @@ import torch
 
 from benchmarks.common import machine, write_result
 from trainables.config import TrialConfig
-from trainables.engine import worker
+from trainables.engine.forward import Batches, ForwardCollector
 from trainables.engine.schedule import view_generator
-from trainables.model.layers import hidden_state_index, resolve_layer
+from trainables.model.layers import hidden_state_index, mean_pool
 from trainables.model.loading import decoder_parts
-from trainables.objectives import dropout_view, resolve_method
+from trainables.objectives import Objective, build_objective, dropout_view
 
 MODELS = {
     # the tiny preset's shape (trainables.config.TinyModelConfig)
@@ -39,16 +41,6 @@ MODELS = {
     "wide": dict(hidden_size=768, intermediate_size=2048, num_hidden_layers=8, num_attention_heads=12,
                  vocab_size=8192),
 }
-
-
-class _Engine:
-    """What `unlearn_micro_step` needs of a DeepSpeed engine: callable, with the model as `.module`."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.module = model
-
-    def __call__(self, **kwargs):
-        return self.module(**kwargs)
 
 
 def _naive_view(module, layer: int, batch: dict[str, torch.Tensor], p: float, gen: torch.Generator) -> torch.Tensor:
@@ -76,22 +68,23 @@ def _batch(vocab: int, batch: int, length: int, gen: torch.Generator) -> dict[st
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
 
 
-def _step_seconds(variant: str, model, ref, cfg: TrialConfig, method, forget, retain, gen) -> float:
-    engine = _Engine(model)
+def _step_seconds(variant: str, model, ref, objectives: dict[str, Objective], forget, retain, gen) -> float:
+    """One timed step; `naive` makes the forget view (the only one by default) by `_naive_view` instead."""
+    objective = objectives["base" if variant == "base" else "clreg"]
+    needs = objective.needs
+    if variant == "naive":
+        needs = dataclasses.replace(needs, forget_view=None)
+    collector = ForwardCollector(model, model, needs, ref)
     opt = model._bench_opt
-    layer = None if variant == "base" else resolve_layer("last-1", len(decoder_parts(model)[0]))
-    original = worker._dropout_rerun
-    if variant == "naive":  # swap the shipped view for the naive one (only the forget view is made by default)
-        worker._dropout_rerun = lambda module, lyr, _fwd, p, g: _naive_view(module, lyr, forget, p, g)
-    try:
-        started = time.perf_counter()
-        terms = worker.unlearn_micro_step(engine, ref, cfg, method, layer, None, forget, retain, None, gen)
-        terms["loss"].backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return time.perf_counter() - started
-    finally:
-        worker._dropout_rerun = original
+    started = time.perf_counter()
+    out = collector(Batches(forget, retain), gen)
+    if variant == "naive":
+        view = _naive_view(model, needs.layer, forget, needs.dropout, gen)
+        out.z_forget_pos = mean_pool(view, forget["attention_mask"])
+    objective(out).total.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return time.perf_counter() - started
 
 
 def run(rounds: int, batch: int, length: int) -> dict:
@@ -104,16 +97,21 @@ def run(rounds: int, batch: int, length: int) -> dict:
             torch.manual_seed(0)
             model = LlamaForCausalLM(LlamaConfig(**shape, max_position_embeddings=256)).train()
             model._bench_opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
-            cfg = TrialConfig.model_validate({"method": {"name": method_name}, "clreg": {"layer": "last-1"}})
-            method = resolve_method(cfg.method)
-            ref = copy.deepcopy(model).eval() if method.needs_ref else None
+            depth = shape["num_hidden_layers"]
+            objectives = {
+                "base": build_objective(TrialConfig.model_validate(
+                    {"method": {"name": method_name}, "clreg": {"enabled": False}}), depth),
+                "clreg": build_objective(TrialConfig.model_validate(
+                    {"method": {"name": method_name}, "clreg": {"layer": "last-1"}}), depth),
+            }
+            ref = copy.deepcopy(model).eval() if objectives["base"].method.needs_ref else None
             gen = torch.Generator().manual_seed(0)
             forget = _batch(shape["vocab_size"], batch, length, gen)
             retain = _batch(shape["vocab_size"], batch, length, gen)
             times: dict[str, list[float]] = {"base": [], "clreg": [], "naive": []}
             for r in range(rounds + 1):
                 for variant in times:
-                    t = _step_seconds(variant, model, ref, cfg, method, forget, retain, view_generator(0, 0, r))
+                    t = _step_seconds(variant, model, ref, objectives, forget, retain, view_generator(0, 0, r))
                     if r:  # round 0 warms up allocator and kernels
                         times[variant].append(t)
             key = f"{model_name}/{method_name}"

@@ -16,8 +16,9 @@ from orchestrator.cluster import ray_cluster
 from orchestrator.config_files import load_config
 from orchestrator.prepare import prepare
 from trainables.config import LoraConfig, TrialConfig
+from trainables.engine.checkpoints import STATE_FILE
 from trainables.engine.trainer import build_trainer, fit_to_end
-from trainables.engine.worker import STATE_FILE, WorkerJob
+from trainables.engine.worker import WorkerJob
 from trainables.report_keys import OUTCOME_FILE
 
 pytestmark = pytest.mark.slow

@@ -7,7 +7,7 @@ import torch
 
 from trainables.config import LoraConfig, ModelConfig, TinyModelConfig, TrainConfig
 from trainables.engine.deepspeed_config import deepspeed_config
-from trainables.engine.worker import save_model
+from trainables.engine.saving import save_model
 from trainables.model.loading import load_causal_lm, load_tokenizer
 from trainables.model.tiny import build_tiny_llama
 

@@ -1,19 +1,20 @@
-"""Target-layer resolution, the exposed-layer forward and CLReg's one-layer rerun, and the layout-free schedule."""
+"""Target-layer resolution, the exposed-layer forward, CLReg's one-layer rerun, the forward collector, and the
+layout-free schedule."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from trainables.config import ModelConfig, TinyModelConfig
+from trainables.config import ModelConfig, TinyModelConfig, TrialConfig
 from trainables.data.formatting import collate, encode
 from trainables.data.schema import Example
+from trainables.engine.forward import Batches, ForwardCollector, forward_at_layer, rerun_layer
 from trainables.engine.schedule import Layout, epoch_permutation, micro_batch, view_generator
-from trainables.engine.views import forward_at_layer, rerun_layer
-from trainables.model.layers import LayerError, hidden_state_index, resolve_layer
+from trainables.model.layers import LayerError, hidden_state_index, mean_pool, resolve_layer
 from trainables.model.loading import decoder_parts, load_causal_lm, load_tokenizer, num_layers
 from trainables.model.tiny import build_tiny_llama
-from trainables.objectives import dropout_view
+from trainables.objectives import build_objective, dropout_view
 
 NUM_LAYERS = 3
 
@@ -140,6 +141,45 @@ def test_dropout_view_differs_and_trains_the_target_layer(tiny, batch, layer: in
     # the final norm is part of the view only for the last layer
     assert (norm.weight.grad is not None) == (layer == NUM_LAYERS - 1)
     model.zero_grad(set_to_none=True)
+
+
+# --- the forward collector -----------------------------------------------------------------------------------------
+
+
+def _collect(model, batch, clreg: dict, method: str = "graddiff"):
+    cfg = TrialConfig.model_validate({"method": {"name": method}, "clreg": clreg})
+    needs = build_objective(cfg, NUM_LAYERS).needs
+    with torch.no_grad():
+        return ForwardCollector(model, model, needs)(Batches(batch, batch, batch), torch.Generator().manual_seed(0))
+
+
+def test_collector_pools_the_target_layer_and_makes_each_positive_view(tiny, batch) -> None:
+    model, _ = tiny
+    mask = batch["attention_mask"]
+    with torch.no_grad():
+        plain = model(input_ids=batch["input_ids"], attention_mask=mask, output_hidden_states=True)
+    layer = 1  # "last-2" of 3
+    pooled = mean_pool(plain.hidden_states[layer + 1], mask)
+    # the paraphrase batch is the forget batch here, so its view is the forget representation itself
+    para = _collect(model, batch, {"positives": "paraphrase", "symmetric": True, "layer": "last-2"})
+    torch.testing.assert_close(para.z_forget, pooled, atol=0, rtol=0)
+    torch.testing.assert_close(para.z_forget_pos, pooled, atol=0, rtol=0)
+    torch.testing.assert_close(para.forget.logits, plain.logits, atol=0, rtol=0)
+    assert para.z_retain_pos is not None and not torch.allclose(para.z_retain_pos, pooled, atol=1e-4)  # dropout
+    # a dropout view at p = 0 is the layer rerun on the same input: the same representation
+    exact = _collect(model, batch, {"positives": "dropout", "dropout": 0.0, "layer": "last-2"})
+    torch.testing.assert_close(exact.z_forget_pos, pooled, atol=1e-5, rtol=0)
+    assert exact.z_retain_pos is None
+
+
+def test_collector_without_clreg_runs_plain_forwards_only(tiny, batch) -> None:
+    model, _ = tiny
+    out = _collect(model, batch, {"enabled": False}, method="gradascent")
+    assert out.retain is None and out.z_forget is None and out.z_forget_pos is None
+    assert out.forget.ref_logits is None
+    with pytest.raises(ValueError, match="reference"):
+        ForwardCollector(model, model, build_objective(TrialConfig.model_validate({"method": {"name": "npo"}}),
+                                                       NUM_LAYERS).needs)
 
 
 # --- schedule -------------------------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Building the Ray Train `TorchTrainer` that runs one trial's workers (Ray Train V2 pattern).
 
 The same builder serves `clreg-sweep run` (called on the driver) and the sweep's Tune function trainable (called
-inside a Tune trial, with `TuneReportCallback` forwarding rank 0's reports to Tune).
+inside a Tune trial, with `TuneReportCallback` forwarding rank 0's per-epoch reports to Tune). Either way the run's
+result is read from the outcome file rank 0 writes (`fit_to_end`), which is also where a diverged run is told
+apart from a finished one.
 """
 
 from __future__ import annotations

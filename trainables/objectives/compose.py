@@ -1,8 +1,9 @@
 """Assembling a method's total loss from its forget term and the retain term.
 
-`total = gamma * L_f + alpha * L_r` for every method with a retain term; gradascent's total is `gamma * L_f`; PDU's
-is the Lagrangian `gamma * L_f + lam * (L_r - eps)` with the dual variable `lam` held by the training loop and moved
-by `pdu_dual_step`. CLReg is added on top by the loop (`base + lambda * L_CL`), which records it in `clreg`.
+`total = gamma * L_f + alpha * L_r` for every method with a retain term; gradascent's total is `gamma * L_f`; a
+method with a dual variable (`MethodSpec.dual`, PDU) adds its own retain term, for PDU the Lagrangian's
+`lam * (L_r - eps)`, with `lam` held by the objective (`objective.Objective`), which also adds CLReg on top
+(`base + lambda * L_CL`) and records it in `clreg`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from trainables.objectives.outputs import SequenceOutputs
 from trainables.objectives.registry import ResolvedMethod
 from trainables.objectives.retain import retain_loss
+from trainables.report_keys import LOSS_TERMS
 
 
 @dataclass
@@ -24,14 +26,19 @@ class LossTerms:
         total: scalar to call `backward()` on.
         forget: the unweighted forget loss `L_f`.
         retain: the unweighted retain loss `L_r`, or None when the method has no retain term.
-        clreg: the unweighted contrastive term `L_CL`, None unless the loop added it (it then also adds
-            `lambda * L_CL` to `total`).
+        clreg: the unweighted contrastive term `L_CL`, None unless CLReg is trained (`total` then includes
+            `lambda * L_CL`).
     """
 
     total: torch.Tensor
     forget: torch.Tensor
     retain: torch.Tensor | None = None
     clreg: torch.Tensor | None = None
+
+    def values(self) -> dict[str, float]:
+        """The terms that are set, as floats under their `trainables.report_keys.LOSS_TERMS` names."""
+        named = {"loss": self.total, "forget": self.forget, "retain": self.retain, "clreg": self.clreg}
+        return {term: named[term].item() for term in LOSS_TERMS if named[term] is not None}
 
 
 def unlearning_loss(
@@ -47,14 +54,14 @@ def unlearning_loss(
         forget: forget-batch outputs (with `ref_logits` when `method.spec.needs_ref`).
         retain: retain-batch outputs (with `ref_logits` for the kl retain loss); may be None when
             `method.uses_retain` is False (gradascent, or alpha = 0), in which case it is not read.
-        dual_lambda: PDU's current dual variable (start at `method.params["alpha"]`), required for PDU; ignored
-            by every other method, so a loop may pass the same state for all of them.
+        dual_lambda: the current dual variable, required by a method with one (`method.spec.dual`, PDU); ignored
+            by every other method.
 
     Returns:
         The total and its terms.
 
     Raises:
-        ValueError: when a needed retain batch, or PDU's dual variable, is missing.
+        ValueError: when a needed retain batch, or the method's dual variable, is missing.
     """
     name, params = method.spec.name, method.params
     l_f = method.spec.forget_loss(forget, params)
@@ -63,10 +70,9 @@ def unlearning_loss(
     if retain is None:
         raise ValueError(f"{name} has a retain term (alpha={params.get('alpha')}) and needs a retain batch")
     l_r = retain_loss(retain, method.retain_loss)
-    if name == "pdu":
-        if dual_lambda is None:
-            raise ValueError("pdu needs dual_lambda, the current dual variable held by the training loop")
-        total = params["gamma"] * l_f + dual_lambda * (l_r - params["eps"])
-    else:
-        total = params["gamma"] * l_f + params["alpha"] * l_r
-    return LossTerms(total=total, forget=l_f, retain=l_r)
+    dual = method.spec.dual
+    if dual is None:
+        return LossTerms(total=params["gamma"] * l_f + params["alpha"] * l_r, forget=l_f, retain=l_r)
+    if dual_lambda is None:
+        raise ValueError(f"{name} needs dual_lambda, the current dual variable held by its objective")
+    return LossTerms(total=params["gamma"] * l_f + dual.retain_term(l_r, dual_lambda, params), forget=l_f, retain=l_r)

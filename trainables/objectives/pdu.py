@@ -26,7 +26,7 @@ def forget_loss(forget: SequenceOutputs, params: Mapping[str, float]) -> torch.T
 
     Args:
         forget: forget-batch outputs (`logits` `[B, L, V]`, `labels` `[B, L]`); `ref_logits` unused.
-        params: unused (gamma, the dual variable and eps enter through `unlearning_loss`).
+        params: unused (gamma, the dual variable and eps enter through `unlearning_loss` and `retain_term`).
 
     Returns:
         Scalar fp32.
@@ -38,9 +38,9 @@ def forget_loss(forget: SequenceOutputs, params: Mapping[str, float]) -> torch.T
 def pdu_dual_step(lam: float, retain_loss_mean: float, eps: float, eta: float) -> float:
     """Projected dual ascent on the constraint `L_r <= eps`: `lam <- max(0, lam + eta * (L_r - eps))`.
 
-    The training loop holds `lam` (starting from the method's `alpha`) and calls this once per optimizer step with
-    `retain_loss_mean` = the retain loss of that step averaged over all workers and micro-batches (all-reduced), so
-    every rank keeps the same dual variable whatever the data-parallel layout. A violated constraint
+    Called once per optimizer step (through `dual_step`, the hook PDU registers) with `retain_loss_mean` = the
+    retain loss of that step averaged over all workers and micro-batches (all-reduced), so every rank keeps the
+    same dual variable whatever the data-parallel layout. A violated constraint
     (`L_r > eps`) raises the retain weight, a satisfied one lowers it, never below 0.
 
     Args:
@@ -53,3 +53,19 @@ def pdu_dual_step(lam: float, retain_loss_mean: float, eps: float, eta: float) -
         The next dual variable.
     """
     return max(0.0, lam + eta * (retain_loss_mean - eps))
+
+
+def dual_start(params: Mapping[str, float]) -> float:
+    """The dual variable before the first step: the method's `alpha` (the retain weight it starts from)."""
+    return params["alpha"]
+
+
+def dual_step(lam: float, retain_loss_mean: float, params: Mapping[str, float]) -> float:
+    """`pdu_dual_step` with the method's `eps` and `eta`."""
+    return pdu_dual_step(lam, retain_loss_mean, params["eps"], params["eta"])
+
+
+def retain_term(retain_loss: torch.Tensor, lam: float, params: Mapping[str, float]) -> torch.Tensor:
+    """The retain part of the Lagrangian, `lam * (L_r - eps)`: its gradient is `lam * grad L_r`, and its value is
+    what the dual step pushes towards zero from above."""
+    return lam * (retain_loss - params["eps"])

@@ -1,8 +1,9 @@
 """The base unlearning methods by name, and the resolution of a `MethodConfig` into checked hyperparameters.
 
 Each method is registered once, here, as a `MethodSpec`: its forget loss, its hyperparameters with
-open-unlearning's defaults (the keys are exactly the parameters it accepts), and whether its forget loss needs the
-reference model. The total loss is assembled by `compose.unlearning_loss`, so no method inherits from another.
+open-unlearning's defaults (the keys are exactly the parameters it accepts), whether its forget loss needs the
+reference model, and, for a constrained method, the dual variable that replaces its fixed retain weight. The total
+loss is assembled by `compose.unlearning_loss`, so no method inherits from another.
 """
 
 from __future__ import annotations
@@ -24,8 +25,23 @@ ForgetLoss = Callable[[SequenceOutputs, Mapping[str, float]], torch.Tensor]
 _NOT_HYPERPARAMETERS = frozenset({"name", "retain_loss"})
 
 
-def _has_retain_term(name: str, params: Mapping[str, float]) -> bool:
-    return name == "pdu" or params.get("alpha", 0.0) > 0.0
+@dataclass(frozen=True)
+class DualAscent:
+    """A retain weight that is a dual variable, moved by the training loop, instead of the fixed `alpha`.
+
+    The objective (`trainables.objectives.objective.Objective`) holds the variable, starts it with `start`, calls
+    `step` once per optimizer step with the step's all-reduced mean retain loss, and carries it through checkpoints;
+    `unlearning_loss` adds `retain_term` in place of `alpha * L_r`.
+
+    Attributes:
+        start: `params -> lam`, the variable before the first step.
+        step: `(lam, retain_loss_mean, params) -> lam`, the next value.
+        retain_term: `(L_r, lam, params) -> scalar`, the retain part of the total.
+    """
+
+    start: Callable[[Mapping[str, float]], float]
+    step: Callable[[float, float, Mapping[str, float]], float]
+    retain_term: Callable[[torch.Tensor, float, Mapping[str, float]], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -38,6 +54,7 @@ class MethodSpec:
         defaults: every hyperparameter the method accepts, with its default; None marks a required one.
         needs_ref: whether `forget_loss` reads `ref_logits` (the retain loss may add the need, see `resolve_method`).
         doc: one line for listings and docs.
+        dual: the dual variable that weights the retain term, for a constrained method; None: `alpha` does.
     """
 
     name: str
@@ -45,6 +62,11 @@ class MethodSpec:
     defaults: Mapping[str, float | None]
     needs_ref: bool
     doc: str
+    dual: DualAscent | None = None
+
+
+def _has_retain_term(spec: MethodSpec, params: Mapping[str, float]) -> bool:
+    return spec.dual is not None or params.get("alpha", 0.0) > 0.0
 
 
 @dataclass(frozen=True)
@@ -68,19 +90,20 @@ class ResolvedMethod:
     def uses_retain(self) -> bool:
         """Whether the total loss has a retain term (so a retain forward with labels is needed for the base loss).
 
-        False for gradascent (it ignores the retain set) and for alpha = 0; PDU always has one, since its weight is
-        the dual variable, which can grow from alpha = 0.
+        False for gradascent (it ignores the retain set) and for alpha = 0; a method with a dual variable (PDU)
+        always has one, since its weight is that variable, which can grow from alpha = 0.
         """
-        return _has_retain_term(self.spec.name, self.params)
+        return _has_retain_term(self.spec, self.params)
 
 
 METHODS: Registry[MethodSpec] = Registry("method")
 
 
 def _register(
-    name: str, forget_loss: ForgetLoss, defaults: Mapping[str, float | None], needs_ref: bool, doc: str
+    name: str, forget_loss: ForgetLoss, defaults: Mapping[str, float | None], needs_ref: bool, doc: str,
+    dual: DualAscent | None = None,
 ) -> None:
-    METHODS.register(name)(MethodSpec(name, forget_loss, MappingProxyType(dict(defaults)), needs_ref, doc))
+    METHODS.register(name)(MethodSpec(name, forget_loss, MappingProxyType(dict(defaults)), needs_ref, doc, dual))
 
 
 _register(
@@ -124,6 +147,7 @@ _register(
     {"gamma": 1.0, "alpha": 1.0, "eps": None, "eta": 1.0},
     needs_ref=False,
     doc="logit-margin flattening under the constraint L_r <= eps, primal-dual (arXiv 2506.05314)",
+    dual=DualAscent(start=pdu.dual_start, step=pdu.dual_step, retain_term=pdu.retain_term),
 )
 
 
@@ -161,5 +185,5 @@ def resolve_method(cfg: MethodConfig) -> ResolvedMethod:
         names = ", ".join(f"method.{key}" for key in missing)
         raise ValueError(f"{names} is required by {spec.name} (it has no default); set it in the config")
     values = {key: float(value) for key, value in params.items()}
-    needs_ref = spec.needs_ref or (cfg.retain_loss == "kl" and _has_retain_term(spec.name, values))
+    needs_ref = spec.needs_ref or (cfg.retain_loss == "kl" and _has_retain_term(spec, values))
     return ResolvedMethod(spec, values, cfg.retain_loss, needs_ref)
