@@ -12,15 +12,16 @@ How: the objective is real but cheap and runs in this process, without Ray:
   small test benchmark and model (`SMALL_OVERRIDES`, the same as `tests/conftest.py`, with 16 world facts instead
   of 4, see `EXTRA_OVERRIDES`), cached under `~/.cache/clreg-sweep-bench`; the target's weights stay in memory;
 - per trial: a deep copy of the target takes `--steps` (75) optimizer steps of SimNPO + CLReg with the sampled
-  parameters through `trainables.engine.worker.unlearn_micro_step` (the trial worker's own micro-step, behind a
-  stand-in for the DeepSpeed engine), with the worker's data schedule, AdamW, gradient clipping 1.0 and the
-  DeepSpeed lr schedule the engine gets from `deepspeed_config`; then `trainables.metrics.evaluate` computes
-  forget quality (against the oracle reference from `prepare`) and model utility (generation-based ROUGE included,
-  16 new tokens); about 3-4 s per point on 2 CPU cores, nearly all of it training;
+  parameters through the trial's own objective and forward collector (`trainables.objectives.build_objective`,
+  `trainables.engine.forward.ForwardCollector`, on the plain model), with the worker's data schedule, AdamW, gradient
+  clipping 1.0 and the DeepSpeed lr schedule the engine gets from `deepspeed_config`; then
+  `trainables.metrics.evaluate` computes forget quality (against the oracle reference from `prepare`) and model
+  utility (generation-based ROUGE included, 16 new tokens); about 3-4 s per point on 2 CPU cores, nearly all of it
+  training;
 - per (sampler, seed): an in-memory multi-objective Optuna study, ask/tell, `SearchSpace.sample` as in the sweep.
 
 The hypervolume after n trials is `orchestrator.pareto.hypervolume` of the COMPLETE trials among the first n
-trials, with the sweep's reference (`orchestrator.tracking.default_reference`: (0, 0) here). A failed trial (a
+trials, with the sweep's reference (`orchestrator.pareto.default_reference`: (0, 0) here). A failed trial (a
 non-finite loss) spends budget and adds no point; the number of failed trials is reported. A point sampled twice
 (same parameters exactly) is evaluated once per run and marked `cached` in the results.
 
@@ -71,8 +72,7 @@ DEFAULT_STEPS = 75
 
 def hv_curve(values: Sequence[Sequence[float] | None]) -> list[float]:
     """Hypervolume after n = 1..len(values) trials; `values[i]` is trial i's objectives, None unless COMPLETE."""
-    from orchestrator.pareto import hypervolume
-    from orchestrator.tracking import default_reference
+    from orchestrator.pareto import default_reference, hypervolume
 
     curve, done = [], []
     for v in values:
@@ -112,16 +112,6 @@ def target_check(summary: dict[str, dict[int, dict]], fast: int, full: int) -> d
 # the objective: K real unlearning steps on the prepared tiny target, then the real metrics
 
 
-class _Engine:
-    """What `unlearn_micro_step` needs of a DeepSpeed engine: callable, with the model as `.module`."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.module = model
-
-    def __call__(self, **kwargs):
-        return self.module(**kwargs)
-
-
 @dataclass
 class Evaluation:
     """One evaluated point: objective values (None when the trial failed) and where its time went."""
@@ -141,7 +131,7 @@ class Objective:
     target: torch.nn.Module
     tokenizer: Any
     bench: Any
-    data: Any  # trainables.engine.worker.TrainData
+    data: Any  # trainables.engine.recipes.unlearn.UnlearnData
     oracle: Any  # trainables.metrics.OracleReference
     steps: int
     trial_seeds: list[int]
@@ -185,40 +175,44 @@ class Objective:
 
     def _unlearn(self, cfg) -> tuple[torch.nn.Module, str | None]:
         """`self.steps` optimizer steps of the trial worker's loop on a copy of the target (1 worker, no Ray)."""
+        from trainables.engine.forward import Batches, ForwardCollector
         from trainables.engine.schedule import Layout, epoch_permutation, view_generator
-        from trainables.engine.worker import unlearn_micro_step
-        from trainables.model.layers import resolve_layer
-        from trainables.objectives import resolve_method
+        from trainables.objectives import build_objective as trial_objective
 
         torch.manual_seed(cfg.train.seed)
         model = copy.deepcopy(self.target).train()
-        method = resolve_method(cfg.method)
-        if method.spec.name == "pdu":
-            raise ValueError("PDU's dual update is not reproduced here; the benchmark space fixes simnpo")
-        ref = copy.deepcopy(self.target).eval().requires_grad_(False) if method.needs_ref else None
-        layer = (resolve_layer(cfg.clreg.layer, self.num_layers) if cfg.clreg.enabled and cfg.clreg.lam > 0
-                 else None)
+        objective = trial_objective(cfg, self.num_layers)
+        ref = copy.deepcopy(self.target).eval().requires_grad_(False) if objective.method.needs_ref else None
+        collector = ForwardCollector(model, model, objective.needs, ref)
         layout = Layout(cfg.train.micro_batch_size, cfg.train.grad_accum, 1)
         opt, sched = _optimizer(model, cfg, self.steps)
-        engine, pad = _Engine(model), self.tokenizer.pad_token_id
-        steps_per_epoch = layout.steps_per_epoch(len(self.data.forget))
+        pad, data = self.tokenizer.pad_token_id, self.data
+        steps_per_epoch = layout.steps_per_epoch(len(data.forget))
         for k in range(self.steps):
             epoch, step = divmod(k, steps_per_epoch)
-            perm_f = epoch_permutation(len(self.data.forget), cfg.train.seed, epoch)
-            perm_r = epoch_permutation(len(self.data.retain), cfg.train.seed + 1, epoch)
+            perm_f = epoch_permutation(len(data.forget), cfg.train.seed, epoch)
+            perm_r = epoch_permutation(len(data.retain), cfg.train.seed + 1, epoch)
+            retain_losses = []
             for a in range(layout.grad_accum):
                 u = layout.micro_index(step, 0, a)
-                forget, retain = (_batch(d, p, u, layout.micro_batch, pad) for d, p in
-                                  ((self.data.forget, perm_f), (self.data.retain, perm_r)))
-                terms = unlearn_micro_step(engine, ref, cfg, method, layer, None, forget, retain, None,
-                                           view_generator(cfg.train.seed, epoch, u))
-                if not torch.isfinite(terms["loss"]):
+                batches = Batches(
+                    forget=_batch(data.forget, perm_f, u, layout.micro_batch, pad),
+                    retain=_batch(data.retain, perm_r, u, layout.micro_batch, pad),
+                    paraphrase=(_batch(data.paraphrase, perm_f, u, layout.micro_batch, pad)
+                                if objective.needs.forget_view == "paraphrase" else None),
+                )
+                terms = objective(collector(batches, view_generator(cfg.train.seed, epoch, u)))
+                if not torch.isfinite(terms.total):
                     return model, f"non-finite loss at step {k} (lr={cfg.train.lr})"
-                (terms["loss"] / layout.grad_accum).backward()  # DeepSpeed scales by 1/accumulation too
+                (terms.total / layout.grad_accum).backward()  # DeepSpeed scales by 1/accumulation too
+                if terms.retain is not None:
+                    retain_losses.append(terms.retain.item())
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
+            if objective.updates_dual:
+                objective.dual_step(statistics.fmean(retain_losses))
         return model.eval(), None
 
     def _evaluate(self, model: torch.nn.Module, cfg) -> dict[str, Any]:
@@ -263,8 +257,8 @@ def build_objective(cache_dir: Path, steps: int | None, trial_seeds: list[int],
     from orchestrator.cluster import ray_cluster
     from orchestrator.preflight import preflight
     from orchestrator.prepare import prepare
+    from trainables.engine.recipes.unlearn import tokenised_data
     from trainables.engine.schedule import Layout
-    from trainables.engine.worker import WorkerJob, _tokenised_data
     from trainables.metrics import OracleReference
     from trainables.model.loading import load_causal_lm, load_tokenizer
 
@@ -273,9 +267,7 @@ def build_objective(cache_dir: Path, steps: int | None, trial_seeds: list[int],
     with ray_cluster(num_cpus=2):
         prepared = prepare(cfg, log=print, bench=bench)
     tokenizer = load_tokenizer(prepared.target_dir, cfg.model.trust_remote_code)
-    job = WorkerJob(trial=cfg.model_dump(mode="json", by_alias=True), task="unlearn",
-                    model_dir=prepared.target_dir, output_dir="")
-    data = _tokenised_data(cfg, job, tokenizer)
+    data = tokenised_data(cfg, tokenizer)
     if steps is None:  # what a real trial of this config runs
         steps = cfg.train.epochs * Layout(cfg.train.micro_batch_size, cfg.train.grad_accum, 1).steps_per_epoch(
             len(data.forget))

@@ -10,16 +10,81 @@ once, so the dominance test and optuna's hypervolume code only ever minimise.
 
 Missing values: a trial that lacks an objective (None) or reported NaN is never on the front, never dominates
 another trial and adds nothing to the hypervolume; it did not finish, so it says nothing about the trade-off.
+
+`summarize` is the one place that turns trials' metrics into the front a sweep shows: the MLflow parent run
+(`tracking.update_pareto`), the report and the studies all call it, so they count the same trials.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from optuna._hypervolume import compute_hypervolume
 
 Points = Sequence[Sequence[float | None]]
+
+
+@dataclass(frozen=True)
+class FrontSummary:
+    """The Pareto front of some trials.
+
+    Attributes:
+        scored: indices of the rows that report every objective as a finite number, in input order.
+        points: those rows' objective values, one list per scored row, in the objectives' order.
+        front: indices into `points` (and `scored`) of the non-dominated points, ascending.
+        hypervolume: the volume the points dominate up to `reference` (0.0 without points).
+        reference: the hypervolume's reference point, one value per objective.
+    """
+
+    scored: list[int]
+    points: list[list[float]]
+    front: list[int]
+    hypervolume: float
+    reference: list[float]
+
+
+def summarize(rows: Sequence[Mapping[str, object]], objectives: Sequence[tuple[str, str]],
+              reference: Sequence[float] | None = None) -> FrontSummary:
+    """Front and hypervolume over the rows (one metrics mapping per trial) that report every objective.
+
+    Args:
+        rows: each trial's metrics.
+        objectives: (metric, "max" | "min") pairs, as in the sweep file.
+        reference: the hypervolume's reference point; default `default_reference` of the scored points (it then
+            moves as trials arrive: pass a fixed one to compare sweeps).
+
+    Raises:
+        ValueError: for a mode other than "max"/"min", or a reference of the wrong length.
+    """
+    names = [metric for metric, _ in objectives]
+    maximize = maximize_flags(objectives)
+    scored = [i for i, row in enumerate(rows) if all(_finite(row.get(n)) for n in names)]
+    points = [[float(rows[i][n]) for n in names] for i in scored]
+    ref = list(reference) if reference is not None else default_reference(points, maximize)
+    volume = hypervolume(points, ref, maximize) if points else 0.0
+    return FrontSummary(scored, points, pareto_front(points, maximize), volume, ref)
+
+
+def maximize_flags(objectives: Sequence[tuple[str, str]]) -> list[bool]:
+    """Per objective, True when its mode is "max".
+
+    Raises:
+        ValueError: for a mode other than "max"/"min".
+    """
+    for _, mode in objectives:
+        if mode not in ("max", "min"):
+            raise ValueError(f"objective mode must be 'max' or 'min', got {mode!r}")
+    return [mode == "max" for _, mode in objectives]
+
+
+def default_reference(points: Sequence[Sequence[float]], maximize: Sequence[bool]) -> list[float]:
+    """0.0 on maximised axes (the scores here live in [0, 1]), the largest observed value on minimised ones (there
+    is no natural bound; 0.0 before any trial): the worst trial on a minimised axis then adds no volume."""
+    return [0.0 if up else max((p[d] for p in points), default=0.0) for d, up in enumerate(maximize)]
 
 
 def pareto_front(points: Points, maximize: Sequence[bool] = (True, True)) -> list[int]:
@@ -114,3 +179,7 @@ def _non_dominated(loss: np.ndarray) -> np.ndarray:
         weakly_better[row] = False
         on_front[row] = not weakly_better.any()
     return on_front[inverse.reshape(-1)]
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)

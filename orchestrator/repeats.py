@@ -1,16 +1,18 @@
-"""Repeated seeds inside one trial: a sampled point is scored as the mean over its seeds, with the spread beside it.
+"""A trial's final result, read from its seeds' outcome files: one channel for a trial of one seed or of several.
 
-The sampler should learn from a point's expected quality, not from one lucky seed, so a trial of a sampled space
-with `seeds` runs the point once per seed and reports the means. All seeds train in one Ray Train run (its start
-and end cost more than a tiny trial's training). Each finished seed is kept on disk, so a trial that Tune restarts
-(a lost node, a killed driver) re-runs only the seeds that had not finished.
+Every trial trains its seeds (one, or a sampled space's `repeat_seeds`) in one Ray Train run, each seed into
+`trials/<id>/seed-<s>/`, where rank 0 writes the seed's outcome file last. The driver reads those files and tells
+Tune the trial's result once: the seed's own metrics for one seed; for several, each seed's metrics under
+`seed<s>/` and their means with the spread beside them, since the sampler should learn from a point's expected
+quality, not from one lucky seed. Each finished seed is kept on disk, so a trial that Tune restarts (a lost node,
+a killed driver) re-runs only the seeds that had not finished.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from trainables.report_keys import OUTCOME_FILE, TRIAL_COMPLETE, finished_outcome, seed_dir
@@ -33,35 +35,48 @@ def mean_over_seeds(results: list[dict]) -> dict[str, float]:
     return out
 
 
-def run_seeds(seeds: list[int], out: Path, fit: Callable[[list[int]], dict],
-              report: Callable[[dict], None]) -> dict[str, float]:
+def run_seeds(seeds: Sequence[int], out: Path, fit: Callable[[list[int]], dict]) -> dict[str, float]:
     """Train the seeds not yet finished with one `fit(pending_seeds)` (one Ray Train run, each seed into
-    `out/seed-<s>/`), then report every seed's final metrics and their means.
+    `out/seed-<s>/`), then return the trial's final result (`final_result`).
 
-    Reports `seed<s>/<metric>` for each seed (the per-seed values in MLflow), then the means with `trial_complete`,
-    `num_seeds` and the run's own costs (`run_seconds`, ...). A seed whose run did not finish raises, so the trial
-    fails instead of averaging fewer seeds.
+    Raises:
+        RuntimeError: a seed's run did not finish, so the trial fails instead of averaging fewer seeds. Whatever
+            `fit` raises (`NonFiniteLossError` for a diverged seed) passes through.
     """
     pending = [s for s in seeds if _seed_result(seed_dir(out, s)) is None]
     run = {k: v for k, v in fit(pending).items() if _finite(v)} if pending else {}
     results = []
-    for done, seed in enumerate(seeds, start=1):
+    for seed in seeds:
         metrics = _seed_result(seed_dir(out, seed))
         if metrics is None:
             raise RuntimeError(f"seed {seed} ended without its final evaluation ({seed_dir(out, seed)} has no "
                                f"complete {OUTCOME_FILE})")
         results.append(metrics)
-        report({**{f"seed{seed}/{k}": v for k, v in metrics.items() if k != TRIAL_COMPLETE}, "seeds_done": done})
+    return final_result(seeds, results, run)
+
+
+def final_result(seeds: Sequence[int], results: list[dict], run: dict) -> dict[str, float]:
+    """What a trial reports to Tune when it ends, from each seed's final metrics and the run's own figures.
+
+    One seed: its metrics. Several: `seed<s>/<metric>` per seed (the per-seed values in MLflow), the means with
+    `<metric>_std`, `num_seeds`, and the last seed's text fields (`node_id`: where the run ended). Both carry
+    `trial_complete` and the run's own costs (`run_seconds`, `setup/import_seconds`, ...: paid once per run, so
+    neither averaged nor repeated per seed).
+    """
     costs = {k: v for k, v in run.items() if k.endswith("_seconds") and k not in results[0]}
-    final = {**mean_over_seeds(results), **costs, "num_seeds": len(seeds), TRIAL_COMPLETE: 1}
-    report(final)
-    return final
+    if len(results) == 1:
+        return {**results[0], **costs, TRIAL_COMPLETE: 1}
+    per_seed = {f"seed{seed}/{k}": v for seed, metrics in zip(seeds, results) for k, v in metrics.items()
+                if _finite(v) and k != TRIAL_COMPLETE}
+    texts = {k: v for k, v in results[-1].items() if isinstance(v, str)}
+    return {**per_seed, **mean_over_seeds(results), **texts, **costs, "num_seeds": len(seeds), TRIAL_COMPLETE: 1}
 
 
 def _seed_result(run_dir: Path) -> dict | None:
-    """A finished seed's final metrics (finite numbers only), read from the outcome file its worker wrote last."""
+    """A finished seed's final metrics (finite numbers) and text fields (`node_id`), read from the outcome file its
+    worker wrote last."""
     outcome = finished_outcome(run_dir)
-    return None if outcome is None else {k: v for k, v in outcome.items() if _finite(v)}
+    return None if outcome is None else {k: v for k, v in outcome.items() if _finite(v) or isinstance(v, str)}
 
 
 def _finite(v) -> bool:

@@ -1,12 +1,13 @@
 """`clreg-sweep report SWEEP_DIR`: the sweep's results as tables and plots, read back from MLflow and the trials.
 
-The child runs are the source of truth for every trial's params and final metrics (they survive resumes); the
-per-layer entanglement profiles, too large for MLflow metrics, come from the trials' evaluation files under
-`SWEEP_DIR/trials`, and the reference points (target before unlearning, oracle) from the parent run's
-`reference/*` metrics, which the driver logged when the sweep started. This module reads them, computes summaries
-with the same Pareto functions the driver uses, decides which plots have something to show (and says in the report
-why the others are not drawn), and assembles the report; `report_plots` draws the figures and `report_document`
-renders Markdown and HTML.
+The child runs are the source of truth for every trial's final metrics (they survive resumes); each trial's
+resolved config comes from its record (`SWEEP_DIR/trials/<id>/trial.json`, else the copy logged to its run), the
+per-layer entanglement profiles, too large for MLflow metrics, from the trials' evaluation files under
+`SWEEP_DIR/trials/<id>/seed-<s>/`, and the reference points (target before unlearning, oracle) from the parent
+run's `reference/*` metrics, which the driver logged when the sweep started. This module reads them, computes the
+front with the driver's `pareto.summarize`, decides which plots have something to show (and says in the report why
+the others are not drawn), and assembles the report; `report_plots` draws the figures and `report_document` renders
+Markdown and HTML.
 
 Output: `SWEEP_DIR/report/` with `report.md` (image links relative to it), the PNGs, and with `html=True` a
 self-contained `report.html`; the same files go to the sweep's MLflow parent run under `report/`.
@@ -28,7 +29,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from orchestrator import tracking
-from orchestrator.pareto import hypervolume, pareto_front
+from orchestrator.pareto import summarize
 from orchestrator.pareto_artifacts import Marker, pareto_figure, trial_label
 from orchestrator.references import References
 from orchestrator.report_document import Block, Bullets, Heading, Image, Paragraph, Table, to_html, to_markdown
@@ -48,7 +49,10 @@ from orchestrator.report_plots import (
 )
 from orchestrator.sweep import STATE_FILE, load_sweep_dir, resolve_space
 from orchestrator.sweep_state import read_state
+from orchestrator.trial_record import TrialRecord, read_record
 from search_spaces.space import CLREG_SWITCH, SEED_PATH, SearchSpace, is_grid
+from trainables.model.layers import LayerError, LayerSpec
+from trainables.report_keys import TRIAL_RECORD_FILE, seed_dir
 
 REPORT_DIR = "report"
 REPORT_FILE = "report.md"
@@ -60,18 +64,21 @@ ENTANGLEMENT_PNG = "entanglement.png"
 
 # Grid parameters that are axes or groups of the ablation plots in their own right (or are averaged over).
 _AXES = {SEED_PATH, "method.name", CLREG_SWITCH, "clreg.layer", "clreg.tau"}
-# Tags `sweep.describe_trial` sets from a trial's full config, for settings the space does not search.
-_TAGGED = {"method.name": "method", "clreg.layer": "layer"}
 
 
 @dataclass
 class TrialRow:
-    """One finished trial: its id, parameters and tags (as logged, strings) and final metrics."""
+    """One finished trial: its id, final metrics, resolved record, and the params its run logged (strings: the
+    sampled point and the run record's `record.*`)."""
 
     trial_id: str
-    params: dict[str, str]
     metrics: dict[str, float]
-    tags: dict[str, str] = field(default_factory=dict)
+    record: TrialRecord
+    logged: dict[str, str] = field(default_factory=dict)
+
+    def searched(self, path: str) -> str:
+        """The trial's sampled value of `path` as MLflow shows it, "" when the space did not sample it here."""
+        return str(self.record.params[path]) if path in self.record.params else ""
 
 
 @dataclass(frozen=True)
@@ -128,25 +135,30 @@ class SweepReport:
     files: list[str]
 
 
-def finished_trials(tracking_uri: str, parent_run_id: str) -> list[TrialRow]:
-    """Every FINISHED child run of the sweep's parent run, oldest first.
+def finished_trials(tracking_uri: str, parent_run_id: str, trials_dir: Path) -> list[TrialRow]:
+    """Every FINISHED child run of the sweep's parent run, oldest first, with the trial's record: its
+    `trials_dir/<id>/trial.json`, else the copy logged to its run (a sweep directory whose trial outputs are gone).
 
     Raises:
-        TrackingError: the store cannot be read (a few tries) or has no such parent run.
+        TrackingError: the store cannot be read (a few tries), has no such parent run, or a trial has no record.
     """
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
     parent = tracking.read(f"read the sweep's parent run {parent_run_id} (named in {STATE_FILE})", tracking_uri,
                            lambda: client.get_run(parent_run_id))
-    runs = tracking.read(f"read the trials of parent run {parent_run_id}", tracking_uri, lambda: client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time ASC"],
-        max_results=50_000,
-    ))
-    return [TrialRow(r.data.tags.get(tracking.TAG_TRIAL, r.info.run_name), dict(r.data.params),
-                     dict(r.data.metrics), dict(r.data.tags)) for r in runs]
+    runs = tracking.sweep_children(client, parent.info.experiment_id, parent_run_id, status="FINISHED",
+                                   tries=tracking.READ_RETRIES)
+    rows = []
+    for run in runs:
+        trial_id = run.data.tags.get(tracking.TAG_TRIAL, run.info.run_name)
+        record = read_record(Path(trials_dir) / trial_id) or tracking.logged_trial_record(tracking_uri,
+                                                                                          run.info.run_id)
+        if record is None:
+            raise tracking.TrackingError(f"trial {trial_id} has no record: neither {Path(trials_dir) / trial_id} "
+                                         f"nor its MLflow run {run.info.run_id} holds {TRIAL_RECORD_FILE}")
+        rows.append(TrialRow(trial_id, dict(run.data.metrics), record, dict(run.data.params)))
+    return rows
 
 
 def parent_references(tracking_uri: str, parent_run_id: str) -> References:
@@ -180,13 +192,12 @@ def sweep_report(sweep_dir: str | Path, html: bool = False) -> SweepReport:
     cfg = load_sweep_dir(root)
     state = read_state(root)
     tracking.check_store_readable(state.tracking_uri)
-    rows = finished_trials(state.tracking_uri, state.parent_run_id)
+    rows = finished_trials(state.tracking_uri, state.parent_run_id, root / "trials")
     space = resolve_space(cfg)
     grid_params = [p for p, spec in space.params.items() if is_grid(spec) and p != SEED_PATH]
-    base = cfg.base.model_dump(mode="json", by_alias=True)
-    settings = {r.trial_id: _setting(r, base, [p for p in grid_params if p not in _AXES]) for r in rows}
+    settings = {r.trial_id: _setting(r.record, [p for p in grid_params if p not in _AXES]) for r in rows}
     sweep = _Sweep(rows, cfg.objective_modes, space, settings,
-                   {r.trial_id: trial_label(_label_params(r, settings[r.trial_id], base), r.trial_id) for r in rows},
+                   {r.trial_id: trial_label(_label_params(r, settings[r.trial_id]), r.trial_id) for r in rows},
                    parent_references(state.tracking_uri, state.parent_run_id))
     out = _Draft([Heading(f"Sweep `{cfg.name}`", 1), Paragraph(_definitions_text(rows, cfg.base.eval.definitions))])
 
@@ -266,7 +277,7 @@ def _definitions_text(rows: Sequence[TrialRow], configured: str) -> str:
     Numbers under `open-unlearning` sit beside open-unlearning's published tables; under `exact` they differ where
     probabilities underflow (README, Metrics). A sweep whose trials disagree, or predate the record, says so.
     """
-    recorded = sorted({(r.params.get("record.eval_definitions"), r.params.get("record.eval_definitions_version"))
+    recorded = sorted({(r.logged.get("record.eval_definitions"), r.logged.get("record.eval_definitions_version"))
                        for r in rows} - {(None, None)})
     if not recorded:
         return (f"Metric definitions: `eval.definitions: {configured}` as configured; the trials carry no run "
@@ -280,14 +291,13 @@ def _pareto_section(sweep: _Sweep, out: _Draft) -> set[str]:
     """The summary line and the Pareto plot; returns the ids of the trials on the front."""
     names, maximize = sweep.names, [mode == "max" for _, mode in sweep.objectives]
     # As on the MLflow parent run: only trials that report every objective take part in the front.
-    scored = [r for r in sweep.rows if all(_finite(r.metrics.get(m)) for m in names)]
-    points = [[r.metrics[m] for m in names] for r in scored]
-    front_idx = pareto_front(points, maximize=maximize)
-    reference = tracking.default_reference(points, maximize)
-    hv = hypervolume([points[i] for i in front_idx], reference, maximize=maximize) if front_idx else 0.0
+    summary = summarize([r.metrics for r in sweep.rows], sweep.objectives)
+    scored = [sweep.rows[i] for i in summary.scored]
+    points, front_idx = summary.points, summary.front
     out.blocks.append(Paragraph(
         f"{len(sweep.rows)} finished trials; objectives: {', '.join(f'{m} ({mode})' for m, mode in sweep.objectives)}; "
-        f"Pareto front: {len(front_idx)} trials; hypervolume {hv:.4g} (reference {reference})."))
+        f"Pareto front: {len(front_idx)} trials; hypervolume {summary.hypervolume:.4g} (reference "
+        f"{summary.reference})."))
     if not scored:
         out.skip("Pareto plot", f"no finished trial reports every objective ({', '.join(names)})")
         _references_table(sweep, out)
@@ -328,14 +338,14 @@ def _tables(sweep: _Sweep, front: set[str], grid_params: list[str], out: _Draft)
     out.blocks += [Heading("Trials (* = on the Pareto front)"),
                    Table(["", "trial", *names, *searched],
                          [["*" if r.trial_id in front else "", r.trial_id, *(_with_spread(r.metrics, m) for m in names),
-                           *(_param(r.params.get(p, "")) for p in searched)] for r in sweep.rows])]
+                           *(_param(r.searched(p)) for p in searched)] for r in sweep.rows])]
     best_rows = []
     for m, mode in sweep.objectives:
         candidates = [r for r in sweep.rows if _finite(r.metrics.get(m))]
         if candidates:
             best = (max if mode == "max" else min)(candidates, key=lambda r: r.metrics[m])
             best_rows.append([m, best.trial_id, _num(best.metrics[m]),
-                              ", ".join(f"{p}={_param(best.params.get(p, ''))}" for p in searched)])
+                              ", ".join(f"{p}={_param(best.searched(p))}" for p in searched)])
     out.blocks += [Heading("Best trial per objective"), Table(["objective", "trial", "value", "params"], best_rows)]
     if grid_params:
         out.blocks += [Heading(f"Ablation over {', '.join(grid_params)} (mean ± std over seeds)"),
@@ -426,9 +436,9 @@ def _entanglement_plot(trials_dir: Path, sweep: _Sweep) -> tuple[EntanglementPlo
         return f"no finished CLReg trial reports {metric}, so there is no best CLReg trial to profile"
     best = (max if mode == "max" else min)(clreg, key=lambda r: r.metrics[metric])
     chosen = settings[best.trial_id]
-    best_profiles = _read_profiles(trials_dir / best.trial_id)
+    best_profiles = _read_profiles(trials_dir / best.trial_id, best.record.seeds)
     candidates = [r for r in rows if not settings[r.trial_id].clreg and settings[r.trial_id].method == chosen.method]
-    with_profile = [(r, p) for r in candidates if (p := _read_profiles(trials_dir / r.trial_id))]
+    with_profile = [(r, p) for r in candidates if (p := _read_profiles(trials_dir / r.trial_id, r.record.seeds))]
     missing = []
     if not best_profiles:
         missing.append(f"the best CLReg trial on {metric}, `{best.trial_id}`, has no per-layer entanglement under "
@@ -448,8 +458,7 @@ def _entanglement_plot(trials_dir: Path, sweep: _Sweep) -> tuple[EntanglementPlo
     baseline, baseline_profiles = (same_seeds or with_profile)[0]
     profiles = (_profile(f"{label[best.trial_id]} (trial {best.trial_id})", best_profiles),
                 _profile(f"{label[baseline.trial_id]} (trial {baseline.trial_id})", baseline_profiles))
-    plot = EntanglementPlot(best.trial_id, baseline.trial_id, profiles,
-                            _layer_index(chosen.layer, max(profiles[0].layers) + 1))
+    plot = EntanglementPlot(best.trial_id, baseline.trial_id, profiles, best.record.target_layer)
     seeds = ("the same seed(s)" if same_seeds else
              f"seed(s) {settings[baseline.trial_id].seeds} (no {chosen.method} trial without CLReg has seed(s) "
              f"{chosen.seeds})")
@@ -463,19 +472,13 @@ def _entanglement_plot(trials_dir: Path, sweep: _Sweep) -> tuple[EntanglementPlo
     return plot, text
 
 
-def _read_profiles(trial_dir: Path) -> list[list[dict]]:
-    """The trial's `entanglement_profile`s: its own evaluation, or one per seed (`seed-<s>/`) of a repeated trial."""
+def _read_profiles(trial_dir: Path, seeds: Sequence[int]) -> list[list[dict]]:
+    """The trial's `entanglement_profile`s, one per seed it trained (`seed-<s>/`) and evaluated."""
     from trainables.evaluation import load_eval
     from trainables.metrics.evaluate import AGGREGATES_FILE, PER_ITEM_FILE
 
-    def evaluated(d: Path) -> bool:
-        return (d / AGGREGATES_FILE).is_file() and (d / PER_ITEM_FILE).is_file()
-
-    if evaluated(trial_dir):
-        dirs = [trial_dir]
-    else:
-        seeds = [d for d in trial_dir.glob("seed-*") if d.name[5:].isdigit() and evaluated(d)]
-        dirs = sorted(seeds, key=lambda d: int(d.name[5:]))
+    dirs = [d for s in seeds if ((d := seed_dir(trial_dir, s)) / AGGREGATES_FILE).is_file()
+            and (d / PER_ITEM_FILE).is_file()]
     profiles = [load_eval(d).per_item.get("entanglement_profile") for d in dirs]
     return [p for p in profiles if p]
 
@@ -489,51 +492,28 @@ def _profile(label: str, profiles: list[list[dict]]) -> Profile:
     return Profile(label, layers, measures)
 
 
-def _layer_index(layer: str, num_layers: int) -> int | None:
-    """The 0-based decoder layer of a `clreg.layer` value, as training and the metrics resolve it."""
-    from trainables.model.layers import LayerError, resolve_layer
-
-    try:
-        return resolve_layer(int(layer) if layer.isdigit() else layer, num_layers)
-    except LayerError:
-        return None
-
-
-def _setting(row: TrialRow, base: dict, others: list[str]) -> Setting:
-    clreg = row.tags["clreg"] == "on" if "clreg" in row.tags else _value(row, base, CLREG_SWITCH).lower() == "true"
-    tau = _value(row, base, "clreg.tau")
+def _setting(record: TrialRecord, others: list[str]) -> Setting:
+    clreg = record.clreg_active
     return Setting(
-        method=_value(row, base, "method.name"),
+        method=record.method,
         clreg=clreg,
-        layer=_value(row, base, "clreg.layer") if clreg else "",
-        tau=float(tau) if clreg and tau else None,
-        # A CLReg-off trial has no clreg.* values (the space drops them), and the base's would mean nothing.
-        others=tuple((p, _value(row, base, p)) for p in others if clreg or not p.startswith("clreg.")),
-        seeds=row.tags.get("seeds") or _value(row, base, SEED_PATH),
+        layer=str(record.value("clreg.layer")) if clreg else "",
+        tau=float(record.value("clreg.tau")) if clreg else None,
+        # A trial without CLReg has no clreg.* values that did anything: they would only split its group.
+        others=tuple((p, str(record.value(p))) for p in others if clreg or not p.startswith("clreg.")),
+        seeds=",".join(str(s) for s in record.seeds),
     )
 
 
-def _value(row: TrialRow, base: dict, path: str) -> str:
-    """A setting of the trial's full config: its param, else the tag the driver set from the full config, else
-    the sweep's `base` (a value no trial searched, e.g. the layer of the tau ablation)."""
-    if path in row.params:
-        return row.params[path]
-    if row.tags.get(_TAGGED.get(path, "")):
-        return row.tags[_TAGGED[path]]
-    node: Any = base
-    for key in path.split("."):
-        node = node.get(key) if isinstance(node, dict) else None
-    return "" if node is None else str(node)
-
-
-def _label_params(row: TrialRow, setting: Setting, base: dict) -> dict[str, str]:
-    """The params `trial_label` reads, completed from the full config so every point names method, tau, lambda
-    and layer even when the space fixed them."""
+def _label_params(row: TrialRow, setting: Setting) -> dict[str, str]:
+    """The params `trial_label` reads, from the trial's record, so every point names method, tau, lambda and layer
+    even when the space fixed them."""
+    record = row.record
     full = {"method.name": setting.method, CLREG_SWITCH: str(setting.clreg)}
     if setting.clreg:
-        full |= {"clreg.tau": _value(row, base, "clreg.tau"), "clreg.lambda": _value(row, base, "clreg.lambda"),
+        full |= {"clreg.tau": str(record.value("clreg.tau")), "clreg.lambda": str(record.value("clreg.lambda")),
                  "clreg.layer": setting.layer}
-    return {**full, **row.params}
+    return {**full, **{p: row.searched(p) for p in record.params if p != CLREG_SWITCH}}
 
 
 def _groups(rows: Iterable[TrialRow], key: Callable[[Setting], Any],
@@ -545,13 +525,12 @@ def _groups(rows: Iterable[TrialRow], key: Callable[[Setting], Any],
     return groups
 
 
-def _layer_order(layer: str) -> tuple[int, int]:
-    """Sort key of `clreg.layer` values, bottom-up: absolute indices, then last-k from the largest k to last-1."""
-    if layer.isdigit():
-        return (0, int(layer))
-    if layer.startswith("last-") and layer[5:].isdigit():
-        return (1, -int(layer[5:]))
-    return (2, 0)
+def _layer_order(layer: str | int) -> tuple[int, int]:
+    """Sort key of `clreg.layer` values, bottom-up (`LayerSpec.order`); a value that is no layer sorts last."""
+    try:
+        return LayerSpec.from_param(layer).order
+    except LayerError:
+        return (2, 0)
 
 
 def _stat(rows: Sequence[TrialRow], metric: str) -> Stat:
@@ -588,7 +567,7 @@ def _publish(final: Path, files: dict[str, bytes]) -> Path:
 def _ablation(rows: list[TrialRow], keys: list[str], metrics: list[str]) -> list[list[str]]:
     groups: dict[tuple[str, ...], list[TrialRow]] = {}
     for r in rows:
-        groups.setdefault(tuple(r.params.get(k, "") for k in keys), []).append(r)
+        groups.setdefault(tuple(r.searched(k) for k in keys), []).append(r)
     out = []
     for key, members in sorted(groups.items()):
         cells = []

@@ -16,7 +16,7 @@ import subprocess
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from trainables.config import TrialConfig
@@ -72,14 +72,6 @@ def collect(benchmark_fingerprint: str, source_dir: Path = SOURCE_DIR) -> RunRec
 
     return RunRecord({name: _version(name) or "not installed" for name in PACKAGES}, _version(PROJECT),
                      git_commit(source_dir), benchmark_fingerprint, dict(DEFINITIONS_VERSION))
-
-
-def trial_params(record: RunRecord, base: dict[str, Any], params: dict[str, Any]) -> dict[str, str]:
-    """The record of one trial, whose config is the sweep's `base` with the trial's sampled `params` applied."""
-    from search_spaces.space import apply
-    from trainables.config import TrialConfig
-
-    return record.params(TrialConfig.model_validate(apply(base, params)))
 
 
 def git_commit(source_dir: Path) -> str | None:

@@ -1,7 +1,8 @@
 """The sweep driver: validate everything, prepare once, then Ray Tune runs Optuna's trials, MLflow records them.
 
-Each Tune trial is a small function (`trial_driver`) that turns the sampled parameters into a `TrialConfig` and
-runs the same Ray Train + DeepSpeed job as `clreg-sweep run`, forwarding rank 0's reports to Tune. The sweep
+Each Tune trial is a small function (`trial_driver`) that turns the sampled parameters into the trial's resolved
+record (`trial.json`) and runs the same Ray Train + DeepSpeed job as `clreg-sweep run`, forwarding rank 0's
+per-epoch reports to Tune and reporting the result its seeds' outcome files hold. The sweep
 directory holds everything needed to resume or report: the resolved sweep file, the Optuna study (SQLite unless an
 RDB URL is given), Tune's experiment state and each trial's outputs.
 """
@@ -23,12 +24,13 @@ import yaml
 from orchestrator import tracking
 from orchestrator.pareto_artifacts import Marker
 from orchestrator.preflight import DataCheck, check_trial
-from orchestrator.run_record import RunRecord, collect, trial_params
+from orchestrator.run_record import RunRecord, collect
 from orchestrator.sweep_config import SweepConfig
 from orchestrator.sweep_state import STATE_FILE, read_state
+from orchestrator.trial_record import build_record, write_record
 from orchestrator.writable import write_problem
 from search_spaces.presets import load_preset
-from search_spaces.space import SearchSpace, apply, is_grid
+from search_spaces.space import SearchSpace, is_grid
 from trainables.atomic_files import write_bytes_atomic, write_json_atomic
 from trainables.metrics.oracle_logs import NEEDS as ORACLE_LOG_NEEDS
 from trainables.report_keys import DIVERGED, DIVERGENCE_REASON
@@ -37,8 +39,6 @@ SWEEP_FILE = "sweep.yaml"
 TUNE_NAME = "tune"
 # Sections a search space may not touch: every trial of a sweep shares one prepared target model and benchmark.
 FROZEN_SECTIONS = ("data", "model", "prepare", "output_dir")
-# Metrics that exist only with the oracle reference that `prepare` caches.
-ORACLE_METRICS = {"forget_quality", "privleak"}
 
 
 class SweepError(ValueError):
@@ -79,14 +79,6 @@ def resolve_space(cfg: SweepConfig) -> SearchSpace:
     """The sweep's search space: a shipped preset by name or an inline definition, with `search.trial_seeds`."""
     space = load_preset(cfg.space) if isinstance(cfg.space, str) else SearchSpace.from_dict(cfg.space)
     return space.with_seeds(cfg.search.trial_seeds) if cfg.search.trial_seeds is not None else space
-
-
-def known_metrics() -> set[str]:
-    """Every metric a trial can report: the registered evaluation metrics and the training losses."""
-    from trainables.metrics import METRICS
-
-    return set(METRICS.names()) | {"train/loss", "train/forget_loss", "train/retain_loss", "train/clreg_loss",
-                                   "train_seconds", "eval_seconds"}
 
 
 @dataclass(frozen=True)
@@ -131,6 +123,7 @@ def validate_sweep(cfg: SweepConfig, address: str | None = None) -> ValidatedSwe
     from orchestrator.cluster import this_machine
     from orchestrator.search import check_storage_url
     from orchestrator.space_check import check_space
+    from trainables.metrics import REPORTED  # imports every metric suite, which registers its metrics
 
     check_storage_dir(Path(cfg.storage.dir))
     tracking.check_tracking(sweep_tracking_uri(cfg), create=False)
@@ -144,18 +137,18 @@ def validate_sweep(cfg: SweepConfig, address: str | None = None) -> ValidatedSwe
     if frozen:
         raise SweepError(f"space: {', '.join(frozen)} cannot be searched (one prepared model and benchmark per "
                          f"sweep); searchable sections: method, clreg, train, eval")
-    allowed = known_metrics()
     prep = cfg.base.prepare
     # An open-unlearning log replaces any trained oracle's reference, so it must hold what each objective reads.
     oracle_log = trial.oracle_log
     for i, obj in enumerate(cfg.objectives):
-        if obj.metric not in allowed:
+        if obj.metric not in REPORTED:
             raise SweepError(f"objectives[{i}].metric {obj.metric!r} is reported by no metric; allowed: "
-                             f"{', '.join(sorted(allowed))}")
-        if obj.metric in ORACLE_METRICS and oracle_log is None and not prep.enabled and not prep.oracle_path:
+                             f"{', '.join(REPORTED.names())}")
+        needs_oracle = REPORTED.get(obj.metric).needs_oracle
+        if needs_oracle and oracle_log is None and not prep.enabled and not prep.oracle_path:
             raise SweepError(f"objectives[{i}].metric {obj.metric} needs the oracle model: set prepare.enabled, "
                              f"prepare.oracle_path or prepare.oracle_logs")
-        if obj.metric in ORACLE_METRICS and oracle_log is not None and not oracle_log.supplies(obj.metric):
+        if needs_oracle and oracle_log is not None and not oracle_log.supplies(obj.metric):
             raise SweepError(f"objectives[{i}].metric {obj.metric} needs {ORACLE_LOG_NEEDS[obj.metric]} from the "
                              f"oracle, and prepare.oracle_logs {prep.oracle_logs} has none; allowed: a retain "
                              f"model's log that has it, or prepare.enabled / prepare.oracle_path without the log")
@@ -198,27 +191,14 @@ def sweep_tracking_uri(cfg: SweepConfig) -> str:
     return cfg.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or tracking.default_tracking_uri(Path.cwd())
 
 
-def describe_trial(params: dict, base: dict, seeds: list[int] | None = None) -> dict[str, str]:
-    """MLflow tags of a trial, for filtering in the dashboard: read from the trial's full config (base + params),
-    so a setting the space does not search (e.g. the layer in the tau ablation) is tagged too."""
-    cfg = apply(base, params)
-    clreg = cfg.get("clreg", {})
-    clreg_on = clreg.get("enabled", True)
-    tags = {"method": str(cfg.get("method", {}).get("name", "")), "clreg": "on" if clreg_on else "off",
-            "layer": str(clreg.get("layer", "")) if clreg_on else "",
-            "trust_remote_code": str(bool(cfg.get("model", {}).get("trust_remote_code", False))).lower()}
-    if seeds:
-        tags["seeds"] = ",".join(str(s) for s in seeds)
-    return tags
-
-
-def trial_driver(params: dict, *, base: dict, target_dir: str, oracle_reference: str | None,
-                 trials_dir: str, seeds: list[int] | None = None) -> None:
+def trial_driver(params: dict, *, base: dict, target_dir: str, oracle_reference: str | None, trials_dir: str,
+                 repeat_seeds: list[int], num_layers: int) -> None:
     """One Tune trial: the sampled `params` applied to `base`, run as a Ray Train + DeepSpeed job.
 
-    With several `seeds` (a sampled space's `repeat_seeds`) one Ray Train run trains the point once per seed, one
-    seed after the other in the same workers, and the trial then reports each seed's final metrics and their means
-    (see `orchestrator.repeats`).
+    The trial's record (`trial_record.build_record`) is written to `trials/<id>/trial.json` before training. One
+    Ray Train run trains the trial's seeds (one, or a sampled space's `repeat_seeds`) one after the other, each
+    into `trials/<id>/seed-<s>/`; `TuneReportCallback` forwards rank 0's per-epoch reports to Tune, and the trial's
+    final result, read from the seeds' outcome files (`orchestrator.repeats`), is reported once at the end.
     """
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -230,23 +210,23 @@ def trial_driver(params: dict, *, base: dict, target_dir: str, oracle_reference:
 
     trial_id = tune.get_context().get_trial_id()
     out = Path(trials_dir) / trial_id
+    record = build_record(trial_id, base, params, repeat_seeds, num_layers)
+    write_record(record, out)
+    cfg = TrialConfig.model_validate(record.config)
 
-    def fit(point: dict, job_seeds: list[int], forward_reports: bool) -> dict:
-        cfg = TrialConfig.model_validate(apply(base, point))
-        job = WorkerJob(trial=cfg.model_dump(mode="json", by_alias=True), task="unlearn", model_dir=target_dir,
-                        output_dir=str(out), oracle_reference=oracle_reference, seeds=job_seeds)
+    def fit(pending: list[int]) -> dict:
+        job = WorkerJob(trial=record.config, task="unlearn", model_dir=target_dir, output_dir=str(out),
+                        oracle_reference=oracle_reference, seeds=pending)
         return fit_to_end(build_trainer(job, cfg, storage_path=str(out / "ray"), name=f"trial-{trial_id}",
-                                        callbacks=[TuneReportCallback()] if forward_reports else []), out)
+                                        callbacks=[TuneReportCallback()]), out)
 
     try:
-        if not seeds or len(seeds) == 1:
-            fit(params if not seeds else {**params, "train.seed": seeds[0]}, [], forward_reports=True)
-        else:
-            run_seeds(seeds, out, lambda pending: fit(params, pending, forward_reports=False), tune.report)
+        final = run_seeds(record.seeds, out, fit)
     except NonFiniteLossError as diverged:
         # An outcome of the sampled point, not a fault: reported (Optuna FAIL, MLflow FAILED with the reason)
         # instead of raised, so Tune does not retry a trial that would diverge again.
-        tune.report({DIVERGED: 1, DIVERGENCE_REASON: str(diverged)})
+        final = {DIVERGED: 1, DIVERGENCE_REASON: str(diverged)}
+    tune.report(final)
 
 
 @dataclass
@@ -353,8 +333,8 @@ def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, runs: tracking.
     base = cfg.base.model_dump(mode="json", by_alias=True)
     seeds = checked.space.repeat_seeds
     trainable = tune.with_parameters(
-        trial_driver, base=base, target_dir=prepared.target_dir,
-        oracle_reference=prepared.oracle_reference, trials_dir=str(paths.trials), seeds=seeds,
+        trial_driver, base=base, target_dir=prepared.target_dir, oracle_reference=prepared.oracle_reference,
+        trials_dir=str(paths.trials), repeat_seeds=seeds, num_layers=checked.num_layers,
     )
     # The trial driver only waits on its Ray Train job, whose workers hold the CPUs/GPUs in their own placement
     # group. Tune refuses an all-zero request, so the driver asks for one byte of memory: it then blocks no CPU,
@@ -381,9 +361,11 @@ def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, runs: tracking.
         run_config=tune.RunConfig(
             name=TUNE_NAME,
             storage_path=str(paths.root),
-            callbacks=[SweepTracker(runs, objectives, functools.partial(describe_trial, base=base, seeds=seeds),
-                                    functools.partial(trial_params, record, base), markers,
-                                    num_trials=checked.num_trials, params=list(checked.space.params))],
+            callbacks=[SweepTracker(runs, objectives,
+                                    functools.partial(build_record, base=base, repeat_seeds=seeds,
+                                                      num_layers=checked.num_layers),
+                                    record, markers, num_trials=checked.num_trials,
+                                    params=list(checked.space.params))],
             failure_config=tune.FailureConfig(max_failures=cfg.search.max_trial_failures),
             progress_reporter=sweep_table([m for m, _ in objectives], list(checked.space.params)),
             verbose=1,

@@ -44,10 +44,12 @@ from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS, MLFLOW_PARENT_RUN_
 from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
 from sqlalchemy.engine import make_url
 
-from orchestrator.pareto import hypervolume, pareto_front
+from orchestrator.pareto import maximize_flags, summarize
 from orchestrator.pareto_artifacts import Marker, pareto_figure, pareto_html, trial_label
 from orchestrator.run_record import PREFIX as RECORD_PREFIX
+from orchestrator.trial_record import TrialRecord, read_record, write_record
 from orchestrator.writable import sqlite_problem, write_problem
+from trainables.report_keys import TRIAL_RECORD_FILE
 
 _log = logging.getLogger(__name__)
 
@@ -242,7 +244,7 @@ def close_zombies(runs: SweepRuns) -> list[str]:
     `child_run` marks its run RUNNING again.
     """
     client = MlflowClient(runs.tracking_uri)
-    zombies = _search(client, runs.experiment_id, f"{_child_filter(runs)} AND attributes.status = 'RUNNING'")
+    zombies = sweep_children(client, runs.experiment_id, runs.parent_run_id, status="RUNNING")
     for run in zombies:
         finish_child(runs, run.info.run_id, "KILLED", "the sweep driver stopped while the trial was running")
     return [run.info.run_id for run in zombies]
@@ -258,7 +260,7 @@ def drop_lost_children(runs: SweepRuns, known_trial_ids: set[str], reason: str) 
     (a trial that started and ended between two saves) is a real result and stays, as its Optuna trial does.
     """
     client = MlflowClient(runs.tracking_uri)
-    lost = [r for r in _search(client, runs.experiment_id, _child_filter(runs))
+    lost = [r for r in sweep_children(client, runs.experiment_id, runs.parent_run_id)
             if r.data.tags.get(TAG_TRIAL) not in known_trial_ids and r.info.status in ("RUNNING", "KILLED")]
     for run in lost:
         run_id = run.info.run_id
@@ -292,10 +294,9 @@ def update_pareto(
     Args:
         runs: the sweep.
         objectives: (metric, "max" | "min") pairs, as in the sweep file.
-        reference: hypervolume reference point, one value per objective. Default: 0.0 for a maximised objective
-            (the scores here live in [0, 1]) and the largest observed value for a minimised one (there is no
-            natural bound); the worst trial on a minimised axis then adds no volume, and the reference moves as
-            trials arrive, so pass a fixed reference to compare hypervolumes across sweeps.
+        reference: hypervolume reference point, one value per objective. Default: `pareto.default_reference` of
+            the trials' points, which moves as trials arrive, so pass a fixed reference to compare hypervolumes
+            across sweeps.
         label: names a trial in plots from its params (strings) and trial id.
         markers: reference models (target, oracle) drawn on `front.png` and `front.html` beside the trials; they
             are not runs of the sweep and change neither the front nor the hypervolume.
@@ -304,21 +305,58 @@ def update_pareto(
         ValueError: for a mode other than "max"/"min" or a reference of the wrong length.
     """
     names = [metric for metric, _ in objectives]
-    maximize = [_is_max(mode) for _, mode in objectives]
     client = MlflowClient(runs.tracking_uri)
-    finished = _search(client, runs.experiment_id, f"{_child_filter(runs)} AND attributes.status = 'FINISHED'")
-    trials = sorted((r for r in finished if all(n in r.data.metrics for n in names)), key=lambda r: r.info.start_time)
-    points = [[r.data.metrics[n] for n in names] for r in trials]
-    front = pareto_front(points, maximize)
-    ref = list(reference) if reference is not None else default_reference(points, maximize)
-    volume = hypervolume(points, ref, maximize) if points else 0.0
-    _tag_pareto(client, trials, set(front))
+    finished = sweep_children(client, runs.experiment_id, runs.parent_run_id, status="FINISHED")
+    summary = summarize([r.data.metrics for r in finished], objectives, reference)
+    trials = [finished[i] for i in summary.scored]
+    points, maximize = summary.points, maximize_flags(objectives)
+    _tag_pareto(client, trials, set(summary.front))
     labels = [label(r.data.params, r.data.tags.get(TAG_TRIAL, r.info.run_id)) for r in trials]
-    front = sorted(front, key=lambda i: -points[i][0] if maximize[0] else points[i][0])
+    front = sorted(summary.front, key=lambda i: -points[i][0] if maximize[0] else points[i][0])
     rows = [_front_row(trials[i], labels[i], names) for i in front]
-    log_metrics(runs, runs.parent_run_id, {"pareto/hypervolume": volume, "pareto/num_trials": len(trials)}, len(trials))
+    log_metrics(runs, runs.parent_run_id, {"pareto/hypervolume": summary.hypervolume,
+                                           "pareto/num_trials": len(trials)}, len(trials))
     _log_pareto_artifacts(client, runs, rows, points, front, labels, names, maximize, markers)
-    return ParetoSummary(rows, volume, len(trials), ref)
+    return ParetoSummary(rows, summary.hypervolume, len(trials), summary.reference)
+
+
+def sweep_children(client: MlflowClient | str, experiment_id: str, parent_run_id: str, status: str | None = None,
+                   tries: int = RETRIES) -> list[Run]:
+    """The sweep's child runs (active ones, optionally of one `status`), oldest first, read page by page.
+
+    The one reader of a sweep's trials in MLflow (the tracker, `report`, the studies): every page is retried on
+    transient errors (`tries` tries; `READ_RETRIES` for a command that only reads), and no page limit cuts a large
+    sweep short.
+
+    Raises:
+        TrackingError: the store refused the search or kept failing.
+    """
+    client = MlflowClient(client) if isinstance(client, str) else client
+    where = f"tags.`{MLFLOW_PARENT_RUN_ID}` = {_quote(parent_run_id)}"
+    if status is not None:
+        where += f" AND attributes.status = {_quote(status)}"
+    return _search(client, experiment_id, where, tries=tries)
+
+
+def log_trial_record(runs: SweepRuns, run_id: str, record: TrialRecord) -> None:
+    """The trial's record as the artifact `trial.json` of its run (replacing an earlier copy on resume)."""
+    client = MlflowClient(runs.tracking_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_record(record, tmp)
+        _retry(f"upload {TRIAL_RECORD_FILE} to run {run_id}", runs.tracking_uri,
+               lambda: client.log_artifact(run_id, str(Path(tmp) / TRIAL_RECORD_FILE)))
+
+
+def logged_trial_record(uri: str, run_id: str, tries: int = READ_RETRIES) -> TrialRecord | None:
+    """The record logged to a trial's run (`log_trial_record`), None when the run has none."""
+    client = MlflowClient(uri)
+    listed = _retry(f"list the artifacts of run {run_id}", uri, lambda: client.list_artifacts(run_id), tries=tries)
+    if TRIAL_RECORD_FILE not in {a.path for a in listed}:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        _retry(f"download {TRIAL_RECORD_FILE} of run {run_id}", uri,
+               lambda: client.download_artifacts(run_id, TRIAL_RECORD_FILE, tmp), tries=tries)
+        return read_record(tmp)
 
 
 def loggable(values: Mapping[str, Any]) -> dict[str, str]:
@@ -385,12 +423,16 @@ def _artifact_location(uri: str, experiment_name: str) -> str | None:
     return (Path(database).resolve().parent / "mlartifacts" / safe_name).as_uri()
 
 
-def _search(client: MlflowClient, experiment_id: str, filter_string: str) -> list[Run]:
-    """All active runs matching the filter, across result pages."""
+def _search(client: MlflowClient, experiment_id: str, filter_string: str, tries: int = RETRIES) -> list[Run]:
+    """All active runs matching the filter, oldest first, across result pages, each page retried."""
     found: list[Run] = []
     token = None
     while True:
-        page = client.search_runs([experiment_id], filter_string, max_results=1000, page_token=token)
+        page = _retry(f"search the runs of experiment {experiment_id}", client.tracking_uri,
+                      lambda token=token: client.search_runs([experiment_id], filter_string, max_results=1000,
+                                                             order_by=["attributes.start_time ASC"],
+                                                             page_token=token),
+                      tries=tries)
         found.extend(page)
         token = page.token
         if not token:
@@ -464,17 +506,6 @@ def _retry(what: str, uri: str, call: Callable[[], T], tries: int = RETRIES, fir
 
 def _is_finite_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and math.isfinite(value)
-
-
-def _is_max(mode: str) -> bool:
-    if mode not in ("max", "min"):
-        raise ValueError(f"objective mode must be 'max' or 'min', got {mode!r}")
-    return mode == "max"
-
-
-def default_reference(points: Sequence[Sequence[float]], maximize: Sequence[bool]) -> list[float]:
-    """0.0 on maximised axes, the largest observed value on minimised ones (0.0 before any trial)."""
-    return [0.0 if up else max((p[d] for p in points), default=0.0) for d, up in enumerate(maximize)]
 
 
 def _tag_pareto(client: MlflowClient, trials: Sequence[Run], front: set[int]) -> None:

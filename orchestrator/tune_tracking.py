@@ -7,12 +7,15 @@ run is looked up by its trial id first, so a resumed sweep continues the same ru
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 from ray.tune import Callback, CLIReporter
 
 from orchestrator import console_log, tracking
 from orchestrator.pareto_artifacts import Marker
+from orchestrator.run_record import RunRecord
+from orchestrator.trial_record import TrialRecord, describe_trial
+from trainables.config import TrialConfig
 from trainables.report_keys import DIVERGED, DIVERGENCE_REASON, TRIAL_COMPLETE
 
 # Tune's bookkeeping keys, not metrics of ours.
@@ -48,24 +51,28 @@ class SweepTracker(Callback):
     """Creates a child run per trial, logs per-epoch and final metrics, refreshes the Pareto front, and prints one
     line when a trial starts (its parameters) and one when it ends (its objectives, or why it failed).
 
+    Each child run gets the trial's record (`orchestrator.trial_record`), built by the same function the trial
+    driver writes `trial.json` with: logged as the artifact `trial.json`, its tags derived from it, and the run
+    record (`record.*` params) of the trial's resolved config beside the sampled parameters.
+
     Args:
         runs: the sweep's MLflow runs.
         objectives: (metric, mode) pairs of the front.
-        describe: a trial's tags, from its sampled parameters.
-        record: the run record params of a trial (`orchestrator.run_record.trial_params`), from its sampled
-            parameters; logged beside them.
+        trial_record: a trial's record from `trial_id` and sampled `params` (`build_record` with the sweep's base,
+            seeds and model depth bound).
+        run_record: the sweep's run record (versions, commit, data).
         markers: the reference models drawn on the front's pictures.
         num_trials: the trials the sweep runs (the N of "trial 3/N").
         params: the searched parameters, shown in a trial's start line.
     """
 
     def __init__(self, runs: tracking.SweepRuns, objectives: list[tuple[str, str]],
-                 describe: Callable[[dict], dict[str, str]], record: Callable[[dict], Mapping[str, str]],
+                 trial_record: Callable[..., TrialRecord], run_record: RunRecord,
                  markers: Sequence[Marker], num_trials: int, params: Sequence[str]) -> None:
         self.runs = runs
         self.objectives = objectives
-        self.describe = describe
-        self.record = record
+        self.trial_record = trial_record
+        self.run_record = run_record
         self.markers = list(markers)
         self.num_trials = num_trials
         self.labels = console_log.param_labels(params)
@@ -77,9 +84,12 @@ class SweepTracker(Callback):
 
     def _run_id(self, trial) -> str:
         if trial.trial_id not in self._run_ids:
-            tags = {"clreg.trial_id": trial.trial_id, **self.describe(trial.config)}
-            params = {**dict(trial.config), **self.record(dict(trial.config))}
-            self._run_ids[trial.trial_id] = tracking.child_run(self.runs, trial.trial_id, params, tags)
+            record = self.trial_record(trial_id=trial.trial_id, params=dict(trial.config))
+            cfg = TrialConfig.model_validate(record.config)
+            params = {**record.params, **self.run_record.params(cfg)}
+            run_id = tracking.child_run(self.runs, trial.trial_id, params, describe_trial(record))
+            tracking.log_trial_record(self.runs, run_id, record)
+            self._run_ids[trial.trial_id] = run_id
         return self._run_ids[trial.trial_id]
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:

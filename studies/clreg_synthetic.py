@@ -8,8 +8,9 @@ Steps, each through the `clreg-sweep` command line so the study exercises exactl
 2. the three sweeps of `studies/sweeps/` (`clreg-sweep sweep`), each in its own storage dir and MLflow experiment;
 3. `clreg-sweep eval` of the prepared target with the oracle reference: the "before unlearning" row (the prepare
    report has no forget quality for the target, which is evaluated before the oracle exists);
-4. every finished trial read back from MLflow (`orchestrator.report.finished_trials`), the per-layer entanglement
-   from each trial's `eval_per_item.json`, and `studies/clreg-synthetic.md` written from them.
+4. every finished trial read back from MLflow (`orchestrator.report.finished_trials`) with its record
+   (`trial.json`), the per-layer entanglement from each trial's `seed-<s>/eval_per_item.json`, and
+   `studies/clreg-synthetic.md` written from them.
 
 A step whose output already exists in the work directory is not run again (its recorded wall time is kept), so an
 interrupted study continues where it stopped; `--skip-sweeps` only reads what is there. Everything the study
@@ -32,12 +33,15 @@ from pathlib import Path
 from scipy import stats
 
 from benchmarks.common import machine
-from orchestrator.pareto import hypervolume, pareto_front
+from orchestrator import tracking
+from orchestrator.pareto import hypervolume, summarize
 from orchestrator.report import finished_trials
 from orchestrator.sweep import STATE_FILE, SWEEP_FILE, load_sweep_dir, sweep_paths
-from orchestrator.tracking import default_reference
+from orchestrator.trial_record import TrialRecord
 from trainables.evaluation import load_eval
 from trainables.metrics.evaluate import AGGREGATES_FILE
+from trainables.model.layers import LayerError, LayerSpec
+from trainables.report_keys import seed_dir
 
 REPO = Path(__file__).resolve().parents[1]
 OUT_FILE = REPO / "studies" / "clreg-synthetic.md"
@@ -71,15 +75,17 @@ SWEEPS = (
 
 @dataclass
 class Trial:
-    """One finished trial: logged params (strings), final metrics and the per-layer entanglement profile."""
+    """One finished trial: its record (the resolved config), final metrics and the per-layer entanglement profile
+    (the entries of every seed it trained)."""
 
     trial_id: str
-    params: dict[str, str]
+    record: TrialRecord
     metrics: dict[str, float]
     profile: list[dict] = field(default_factory=list)
 
-    def param(self, name: str, default: str = "") -> str:
-        return self.params.get(name, default).lower()
+    def param(self, name: str) -> str:
+        """The trial's setting at a dotted config path, as lower-case text (`clreg.enabled` -> "true")."""
+        return str(self.record.value(name)).lower()
 
 
 @dataclass
@@ -220,20 +226,19 @@ def evaluate_target(steps: Steps, workdir: Path, target_dir: str, config_args: l
 
 
 def read_sweep(spec: SweepSpec, workdir: Path) -> SweepResult:
-    """Finished trials from MLflow (the tool's source of truth) plus each one's per-layer entanglement profile."""
-    from mlflow.tracking import MlflowClient
-
+    """Finished trials from MLflow (the tool's source of truth) with their records, plus each one's per-layer
+    entanglement profile."""
     root = sweep_root(spec, workdir)
     load_sweep_dir(root)  # refuses a directory that is not a sweep
     state = json.loads((root / STATE_FILE).read_text())
     trials = []
-    for row in finished_trials(state["tracking_uri"], state["parent_run_id"]):
-        per_item = load_eval(root / "trials" / row.trial_id).per_item
-        trials.append(Trial(row.trial_id, row.params, row.metrics, per_item.get("entanglement_profile") or []))
-    client = MlflowClient(state["tracking_uri"])
-    runs = client.search_runs([state["experiment_id"]],
-                              filter_string=f"tags.mlflow.parentRunId = '{state['parent_run_id']}'",
-                              max_results=50_000)
+    for row in finished_trials(state["tracking_uri"], state["parent_run_id"], root / "trials"):
+        profile = [entry for seed in row.record.seeds
+                   for entry in load_eval(seed_dir(root / "trials" / row.trial_id, seed)).per_item.get(
+                       "entanglement_profile") or []]
+        trials.append(Trial(row.trial_id, row.record, row.metrics, profile))
+    runs = tracking.sweep_children(state["tracking_uri"], state["experiment_id"], state["parent_run_id"],
+                                   tries=tracking.READ_RETRIES)
     counts: dict[str, int] = {}
     for r in runs:
         counts[r.info.status] = counts.get(r.info.status, 0) + 1
@@ -412,10 +417,10 @@ def finding2(ctx: Context) -> tuple[list[str], list[str]]:
         per_metric.append(verdict)
     names = [m for m, _ in OBJECTIVES]
     maximize = [mode == "max" for _, mode in OBJECTIVES]
-    scored = [t for t in res.trials if all(_finite(t.metrics.get(m)) for m in names)]
-    points = [[t.metrics[m] for m in names] for t in scored]
-    reference = default_reference(points, maximize)
-    front = {scored[i].trial_id for i in pareto_front(points, maximize=maximize)}
+    joint = summarize([t.metrics for t in res.trials], OBJECTIVES)
+    scored = [res.trials[i] for i in joint.scored]
+    reference = joint.reference
+    front = {scored[i].trial_id for i in joint.front}
     rows = []
     for g, ts in groups.items():
         own = [[t.metrics[m] for m in names] for t in ts if t in scored]
@@ -449,8 +454,13 @@ def best_groups(groups: dict[str, list[Trial]], metric: str, mode: str) -> str:
     return text + (f" ({', '.join(close)} within one std of it)" if close else "")
 
 
-def _depth(layer: str) -> int:
-    return int(layer[5:]) if layer.startswith("last-") else -int(layer or 0)
+def _depth(layer: str) -> tuple[int, int]:
+    """Sort key, top layer first (`LayerSpec.order` reversed): last-1 leads, as finding 2 compares with it."""
+    try:
+        kind, number = LayerSpec.from_param(layer).order
+    except LayerError:
+        return (1, 0)
+    return (-kind, -number)
 
 
 def finding3(ctx: Context) -> tuple[list[str], list[str]]:
@@ -643,7 +653,7 @@ def reproducibility(ctx: Context) -> str:
     """The same configuration appears in all three sweeps (SimNPO + CLReg, tau 0.5, last-1): does it repeat?"""
     def same_config(res: SweepResult, param: str, value: str) -> dict[str, dict[str, float]]:
         return {t.param("train.seed"): t.metrics for t in res.trials
-                if t.param(param, value) == value and t.param("method.name", "simnpo") == "simnpo"}
+                if t.param(param) == value and t.param("method.name") == "simnpo"}
 
     a = same_config(ctx.results["methods"], "clreg.enabled", "true")
     others = [same_config(ctx.results["layers"], "clreg.layer", "last-1"),

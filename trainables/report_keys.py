@@ -29,6 +29,12 @@ def seed_dir(output_dir: str | Path, seed: int) -> Path:
     return Path(output_dir) / f"seed-{seed}"
 
 
+def seed_key(seed: int, key: str) -> str:
+    """`seed<s>/<key>`: a metric of one seed among several (per-epoch reports of a repeated-seed run, per-seed final
+    metrics), so the seeds' values do not collide under one name."""
+    return f"seed{seed}/{key}"
+
+
 def finished_outcome(run_dir: Path) -> dict | None:
     """The final report in `run_dir/OUTCOME_FILE` (written atomically, last) when it says the run finished, else None
     (no file yet, a diverged run, an unreadable file)."""

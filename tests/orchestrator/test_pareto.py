@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from orchestrator.pareto import hypervolume, pareto_front
+from orchestrator.pareto import hypervolume, pareto_front, summarize
 
 SEEDS = range(6)
 DIRECTIONS = [(True,), (False,), (True, True), (False, False), (True, False), (True, False, True), (False,) * 4]
@@ -162,3 +162,29 @@ def test_points_not_strictly_better_than_reference_add_nothing():
 def test_duplicates_and_dominated_points_change_nothing():
     base = [(0.8, 0.2), (0.3, 0.6)]
     assert hypervolume(base + base + [(0.1, 0.1)], reference=(0, 0)) == pytest.approx(hypervolume(base, (0, 0)))
+
+
+def test_summarize_scores_the_rows_with_every_objective_by_hand():
+    """Rows as trials report them: one lacks an objective, one is NaN; the front and hypervolume are those of the
+    four complete rows, worked out by hand: front b, c, d (a is dominated by c); with reference (0, 0.9) the
+    dominated region is, in strips of fq, [0, 0.5] x loss [0.1, 0.9], [0.5, 0.7] x [0.3, 0.9] and [0.7, 0.9] x
+    [0.5, 0.9]: area 0.4 + 0.12 + 0.08."""
+    rows = [{"fq": 0.6, "loss": 0.4, "other": 1.0},  # a
+            {"fq": 0.5, "loss": 0.1},  # b
+            {"fq": 0.99},  # misses an objective
+            {"fq": 0.7, "loss": 0.3},  # c
+            {"fq": math.nan, "loss": 0.0},  # non-finite
+            {"fq": 0.9, "loss": 0.5}]  # d
+    objectives = [("fq", "max"), ("loss", "min")]
+    summary = summarize(rows, objectives, reference=(0.0, 0.9))
+    assert summary.scored == [0, 1, 3, 5]
+    assert summary.points == [[0.6, 0.4], [0.5, 0.1], [0.7, 0.3], [0.9, 0.5]]
+    assert summary.front == [1, 2, 3] == pareto_front(summary.points, (True, False))
+    assert summary.hypervolume == pytest.approx(0.4 + 0.12 + 0.08)
+    assert summary.hypervolume == pytest.approx(hypervolume(summary.points, (0.0, 0.9), (True, False)))
+    # Default reference: 0 on the maximised axis, the largest observed value on the minimised one.
+    assert summarize(rows, objectives).reference == [0.0, 0.5]
+    empty = summarize([{"fq": 0.5}], objectives)
+    assert (empty.scored, empty.front, empty.hypervolume, empty.reference) == ([], [], 0.0, [0.0, 0.0])
+    with pytest.raises(ValueError, match="'max' or 'min'"):
+        summarize(rows, [("fq", "up")])

@@ -44,7 +44,7 @@ def test_run_seeds_trains_only_unfinished_seeds_in_one_run_and_reports_means(tmp
     """The orchestration around the one Ray Train run: which seeds it is given, what is reported (the run itself is
     tested in tests/engine/test_trial_runs.py)."""
     _finish(tmp_path, 0, forget_quality=0.2, train_seconds=1.0)  # finished by an earlier attempt
-    calls, reports = [], []
+    calls = []
 
     def fit(pending: list[int]) -> dict:
         calls.append(pending)
@@ -52,17 +52,28 @@ def test_run_seeds_trains_only_unfinished_seeds_in_one_run_and_reports_means(tmp
         _finish(tmp_path, 2, forget_quality=0.9, train_seconds=2.0)
         return {"trial_complete": 1, "seeds_trained": 2, "run_seconds": 20.0, "setup/import_seconds": 1.5}
 
-    final = run_seeds([0, 1, 2], tmp_path, fit, reports.append)
+    final = run_seeds([0, 1, 2], tmp_path, fit)
     assert calls == [[1, 2]]
-    assert [r["seeds_done"] for r in reports[:3]] == [1, 2, 3] and reports[1]["seed1/forget_quality"] == 0.4
-    assert final == reports[-1]
+    assert [final[f"seed{s}/forget_quality"] for s in (0, 1, 2)] == [0.2, 0.4, 0.9]
     assert final["forget_quality"] == pytest.approx(0.5) and final["num_seeds"] == 3
+    assert final["trial_complete"] == 1
     assert final["train_seconds"] == pytest.approx(2.0)  # a per-seed figure: the mean
     assert final["run_seconds"] == 20.0 and final["setup/import_seconds"] == 1.5  # the run's own, once
-    assert run_seeds([0, 1, 2], tmp_path, fit, reports.append)["forget_quality"] == pytest.approx(0.5)
+    assert run_seeds([0, 1, 2], tmp_path, fit)["forget_quality"] == pytest.approx(0.5)
     assert calls == [[1, 2]]  # all finished: no second run
+
+
+def test_one_seed_reports_its_own_metrics_through_the_same_channel(tmp_path):
+    """A trial of one seed: its outcome file's metrics as they are, with the run's costs; no spread, no copies."""
+    def fit(pending: list[int]) -> dict:
+        assert pending == [7]
+        _finish(tmp_path, 7, forget_quality=0.3, train_seconds=4.0, node_id="node-a")
+        return {"trial_complete": 1, "run_seconds": 9.0, "setup/import_seconds": 1.0}
+
+    assert run_seeds([7], tmp_path, fit) == {"forget_quality": 0.3, "train_seconds": 4.0, "node_id": "node-a",
+                                             "trial_complete": 1, "run_seconds": 9.0, "setup/import_seconds": 1.0}
 
 
 def test_run_seeds_fails_when_a_seed_did_not_finish(tmp_path):
     with pytest.raises(RuntimeError, match="seed 1 ended without its final evaluation"):
-        run_seeds([0, 1], tmp_path, lambda pending: _finish(tmp_path, 0, forget_quality=0.2) or {}, lambda r: None)
+        run_seeds([0, 1], tmp_path, lambda pending: _finish(tmp_path, 0, forget_quality=0.2) or {})

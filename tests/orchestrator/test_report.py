@@ -1,7 +1,7 @@
 """`clreg-sweep report` on sweeps built from real parts, without Ray: a SQLite MLflow store filled through
-`orchestrator.tracking` as the sweep driver fills it, trial configs sampled from the real search spaces, tags from
-`sweep.describe_trial`, the sweep directory as `_claim_sweep_dir` writes it, and trial evaluations written by
-`save_eval`.
+`orchestrator.tracking` as the sweep driver fills it, trial configs sampled from the real search spaces, each
+trial's record built, written and logged as the driver and the tracker do (tags from `describe_trial`), the sweep
+directory as `_claim_sweep_dir` writes it, and trial evaluations written by `save_eval`.
 
 One store per module (creating the database takes seconds); each test builds its own sweep in it.
 """
@@ -34,9 +34,18 @@ from orchestrator.report import (
     EntanglementPlot,
     sweep_report,
 )
-from orchestrator.sweep import _claim_sweep_dir, describe_trial, resolve_space, sweep_paths
+from orchestrator.sweep import _claim_sweep_dir, resolve_space, sweep_paths
 from orchestrator.sweep_config import SweepConfig
-from orchestrator.tracking import child_run, default_tracking_uri, finish_child, log_metrics, open_sweep, set_tags
+from orchestrator.tracking import (
+    child_run,
+    default_tracking_uri,
+    finish_child,
+    log_metrics,
+    log_trial_record,
+    open_sweep,
+    set_tags,
+)
+from orchestrator.trial_record import TrialRecord, build_record, describe_trial, write_record
 from trainables.atomic_files import write_json_atomic
 from trainables.metrics.evaluate import EvalResult, save_eval
 
@@ -74,6 +83,7 @@ class Sweep:
         self.paths = sweep_paths(self.cfg)
         self.space = resolve_space(self.cfg)
         self.base = self.cfg.base.model_dump(mode="json", by_alias=True)
+        self.records: dict[str, TrialRecord] = {}
         _claim_sweep_dir(self.paths, self.cfg, resume=False)
         self.runs = open_sweep(self.cfg.mlflow.tracking_uri, name, name, self.cfg.model_dump(mode="json",
                                                                                                 by_alias=True))
@@ -85,19 +95,24 @@ class Sweep:
     def root(self) -> Path:
         return self.paths.root
 
-    def trial(self, trial_id: str, point: dict, metrics: dict, status: str = "FINISHED") -> dict:
-        """Log one trial whose Optuna point is `point` (the space adds its fixed values); returns its params."""
+    def trial(self, trial_id: str, point: dict, metrics: dict, status: str = "FINISHED",
+              logged: dict | None = None) -> dict:
+        """Log one trial whose Optuna point is `point` (the space adds its fixed values), with its record in the
+        trial's folder and on its run; `logged` adds params (a run record). Returns its params."""
         params = self.space.sample(FixedTrial(point), NUM_LAYERS)
-        seeds = self.space.repeat_seeds
-        tags = {"clreg.trial_id": trial_id, **describe_trial(params, self.base, seeds)}
-        run_id = child_run(self.runs, trial_id, params, tags)
+        record = build_record(trial_id, self.base, params, self.space.repeat_seeds, NUM_LAYERS)
+        self.records[trial_id] = record
+        write_record(record, self.root / "trials" / trial_id)
+        run_id = child_run(self.runs, trial_id, {**params, **(logged or {})}, describe_trial(record))
+        log_trial_record(self.runs, run_id, record)
         log_metrics(self.runs, run_id, metrics)
         finish_child(self.runs, run_id, status, None if status == "FINISHED" else "crashed")
         return params
 
     def evaluation(self, trial_id: str, entanglement: list[dict] | None, seed: int | None = None) -> None:
-        """The evaluation files a trial's rank 0 writes (under `seed-<s>/` for a repeated seed)."""
-        out = self.root / "trials" / trial_id / (f"seed-{seed}" if seed is not None else "")
+        """The evaluation files a trial's rank 0 writes under `seed-<s>/` (default: the trial's one seed)."""
+        (only,) = [seed] if seed is not None else self.records[trial_id].seeds
+        out = self.root / "trials" / trial_id / f"seed-{only}"
         per_item = {"forget_truth_ratio": [0.5, 0.6]}
         if entanglement is not None:
             per_item["entanglement_profile"] = entanglement
@@ -131,6 +146,11 @@ def test_tau_ablation_plots_means_and_spreads_over_seeds(store: Path) -> None:
     for n, (tau, seed) in enumerate((t, s) for t in taus for s in (0, 1)):
         sweep.trial(f"t{n:02d}", {"clreg.tau": tau, "train.seed": seed}, tau_metrics(tau, seed))
     sweep.trial("crashed", {"clreg.tau": 0.1, "train.seed": 0}, {"forget_quality": 5.0}, status="FAILED")
+    # The trials' records, not the sweep file's base, say what they trained: a base edited afterwards changes
+    # nothing in the report.
+    edited = sweep.paths.sweep_file.read_text().replace("layer: last-2", "layer: last-5")
+    assert edited != sweep.paths.sweep_file.read_text()
+    sweep.paths.sweep_file.write_text(edited)
 
     report = sweep_report(sweep.root)
 
@@ -186,6 +206,17 @@ def test_layer_ablation_takes_tau_from_the_base_and_skips_tau_curves(store: Path
     for n, (layer, seed) in enumerate((la, s) for la in value for s in (0, 1)):
         sweep.trial(f"l{n}", {"clreg.layer": layer, "train.seed": seed},
                     {"forget_quality": value[layer] + 0.1 * seed, "model_utility": 0.5})
+
+    # The record logged to each run is the trial's file, and stands in for it when the trial's outputs are gone.
+    client = MlflowClient(sweep.runs.tracking_uri)
+    trial_runs = client.search_runs([sweep.runs.experiment_id],
+                                    f"tags.`mlflow.parentRunId` = '{sweep.runs.parent_run_id}'")
+    assert len(trial_runs) == 6
+    for run in trial_runs:
+        trial_dir = sweep.root / "trials" / run.data.tags["clreg.trial_id"]
+        logged = Path(client.download_artifacts(run.info.run_id, "trial.json", str(store / "downloads")))
+        assert logged.read_text() == (trial_dir / "trial.json").read_text()
+        (trial_dir / "trial.json").unlink()
 
     report = sweep_report(sweep.root)
 
@@ -295,7 +326,7 @@ def test_method_compare_entanglement_present_then_absent(store: Path) -> None:
     assert logged == {f"{REPORT_DIR}/{name}" for name in (REPORT_FILE, HTML_FILE, PARETO_PNG, ENTANGLEMENT_PNG)}
 
     # Without the best trial's profile the comparison is skipped with what to do, and the stale PNG is gone.
-    (sweep.root / "trials" / best / "eval_per_item.json").write_text('{"forget_truth_ratio": [0.5]}')
+    (sweep.root / "trials" / best / "seed-1" / "eval_per_item.json").write_text('{"forget_truth_ratio": [0.5]}')
     again = sweep_report(sweep.root)
     assert ENTANGLEMENT_PNG not in again.plots
     assert not (again.directory / ENTANGLEMENT_PNG).exists() and not (again.directory / HTML_FILE).exists()
@@ -332,12 +363,9 @@ def test_report_states_the_metric_definitions_the_trials_were_scored_with(store:
     sweep = Sweep(store, "definitions-stated", "clreg-default", trial_seeds=[0])
     records = [("open-unlearning", "open-unlearning@d3d7cf9"), ("exact", "exact@1")]
     for i, (name, version) in enumerate(records):
-        params = {**sweep.space.sample(FixedTrial({"clreg.tau": 0.5, "clreg.lambda": 1.0, "clreg.layer": "last-1",
-                                                   "train.lr": 1e-4}), NUM_LAYERS),
-                  "record.eval_definitions": name, "record.eval_definitions_version": version}
-        run_id = child_run(sweep.runs, f"t{i}", params, {"clreg.trial_id": f"t{i}"})
-        log_metrics(sweep.runs, run_id, {"forget_quality": 0.2 + 0.1 * i, "model_utility": 0.5})
-        finish_child(sweep.runs, run_id, "FINISHED")
+        sweep.trial(f"t{i}", {"clreg.tau": 0.5, "clreg.lambda": 1.0, "clreg.layer": "last-1", "train.lr": 1e-4},
+                    {"forget_quality": 0.2 + 0.1 * i, "model_utility": 0.5},
+                    logged={"record.eval_definitions": name, "record.eval_definitions_version": version})
     markdown = sweep_report(sweep.root).markdown
     assert "Metric definitions: `exact` (exact@1), `open-unlearning` (open-unlearning@d3d7cf9)" in markdown
     assert "scored with different definitions: do not compare them" in markdown

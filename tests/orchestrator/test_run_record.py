@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config_files import load_config
-from orchestrator.run_record import PACKAGES, SOURCE_DIR, collect, git_commit, trial_params
+from orchestrator.run_record import PACKAGES, SOURCE_DIR, collect, git_commit
+from orchestrator.trial_record import build_record
 from trainables.config import TrialConfig
 from trainables.metrics.definitions import DEFINITIONS_VERSION
 
@@ -40,7 +41,8 @@ def test_trial_record_reads_the_trials_own_config() -> None:
     """A space may search the batch settings: the record follows the trial's values, not the base's."""
     record = collect("fp", source_dir=SOURCE_DIR)
     base = TrialConfig().model_dump(mode="json", by_alias=True)
-    params = trial_params(record, base, {"train.micro_batch_size": 2, "train.grad_accum": 5})
+    trial = build_record("t", base, {"train.micro_batch_size": 2, "train.grad_accum": 5}, [], num_layers=8)
+    params = record.params(TrialConfig.model_validate(trial.config))
     assert params["record.effective_batch_size"] == "10" and params["record.world_size"] == "1"
     assert params["record.eval_definitions"] == "open-unlearning"
 

@@ -125,6 +125,71 @@ def test_lost_trials_are_failed_and_known_ones_left_running(tmp_path):
     assert [t.user_attrs.get(ATTR_LOST) for t in trials] == [None, None, "why", "why"]
 
 
+def _searcher(url: str, space: str = "clreg-default", sampler: str = "random", num_trials: int = 4):
+    from orchestrator.search import make_searcher
+
+    return make_searcher(load_preset(space), 8, [("forget_quality", "max"), ("model_utility", "max")],
+                         SearchConfig(sampler=sampler), num_trials, study_name="s", storage_url=url)
+
+
+def test_a_pickled_searcher_continues_the_same_study_from_a_moved_folder(tmp_path):
+    """Tune's `tuner.pkl` and searcher checkpoint restored after the sweep folder moved: trials asked before the
+    move are told under their numbers in the moved study, and new trials continue its numbering."""
+    from orchestrator.search import ATTR_TUNE_TRIAL, study_url_for_restore
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    searcher = _searcher(f"sqlite:///{old}/s.db")
+    asked = {trial_id: searcher.suggest(trial_id) for trial_id in ("t1", "t2")}
+    pickled = pickle.dumps(searcher)
+    searcher.save(str(old / "searcher.pkl"))
+    old.rename(new)
+    with study_url_for_restore(f"sqlite:///{new}/s.db"):
+        restored = pickle.loads(pickled)
+        restored.restore(str(new / "searcher.pkl"))
+    restored.on_trial_complete("t2", {TRIAL_COMPLETE: 1, "forget_quality": 0.2, "model_utility": 0.7})
+    restored.on_trial_complete("t1", None, error=True)
+    assert restored.suggest("t3")
+    trials = optuna.load_study(study_name="s", storage=f"sqlite:///{new}/s.db").trials
+    assert [t.number for t in trials] == [0, 1, 2]
+    assert [t.state for t in trials] == [State.FAIL, State.COMPLETE, State.RUNNING]
+    assert trials[1].values == [0.2, 0.7]
+    assert [t.user_attrs[ATTR_TUNE_TRIAL] for t in trials] == ["t1", "t2", "t3"]
+    assert trials[0].params.items() <= asked["t1"].items() and trials[1].params.items() <= asked["t2"].items()
+    assert not old.exists()
+
+
+def test_grid_points_are_enqueued_once_per_study(tmp_path):
+    """A grid preset's combinations are asked first, in order; a second searcher on the same study (a resumed
+    sweep) does not enqueue them again."""
+    url = f"sqlite:///{tmp_path}/s.db"
+    grid = [g for g in load_preset("tau-ablation").grid(8) if g]
+    first = _searcher(url, space="tau-ablation", num_trials=len(grid))
+    _searcher(url, space="tau-ablation", num_trials=len(grid))
+    study = optuna.load_study(study_name="s", storage=url)
+    assert len(study.get_trials(states=(State.WAITING,))) == len(grid)
+    for i, point in enumerate(grid):
+        config = first.suggest(f"t{i}")
+        assert {k: config[k] for k in point} == point
+
+
+def test_concurrent_trials_stay_running_in_the_study_for_the_constant_liar(tmp_path):
+    """Behind Tune's ConcurrencyLimiter, every asked trial is RUNNING in the study until it is told, which is what
+    a constant-liar TPE reads; the limiter holds back further suggestions, never an asked trial."""
+    from ray.tune.search import ConcurrencyLimiter
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    limited = ConcurrencyLimiter(_searcher(url, sampler="tpe"), max_concurrent=2)
+    assert limited.suggest("t1") and limited.suggest("t2")
+    assert limited.suggest("t3") is None
+    study = optuna.load_study(study_name="s", storage=url)
+    assert [t.state for t in study.trials] == [State.RUNNING, State.RUNNING]
+    limited.on_trial_complete("t1", {"forget_quality": 0.3, "model_utility": 0.5, "epoch": 1})  # stopped early
+    assert limited.suggest("t3")
+    states = [t.state for t in optuna.load_study(study_name="s", storage=url).trials]
+    assert states == [State.PRUNED, State.RUNNING, State.RUNNING]
+
+
 @pytest.mark.parametrize("budget,startup", [(4, 3), (8, 3), (16, 4), (32, 8), (40, 10), (500, 10)])
 def test_model_based_samplers_start_modelling_after_a_quarter_of_the_budget(budget, startup):
     """TPE and GP leave random search after `startup` trials: the 9th of a 32-trial sweep is already modelled."""

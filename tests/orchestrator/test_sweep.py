@@ -12,9 +12,11 @@ import signal
 import statistics
 import time
 from importlib import metadata
+from pathlib import Path
 
 import optuna
 import pytest
+from mlflow import MlflowClient
 from scipy.stats import ks_2samp
 
 from orchestrator import cli
@@ -23,13 +25,16 @@ from orchestrator.pareto import pareto_front
 from orchestrator.prepare import prepare, prepared_dir
 from orchestrator.references import ORACLE_LABEL, TARGET_LABEL
 from orchestrator.run_record import PACKAGES, SOURCE_DIR, git_commit
+from orchestrator.trial_record import read_record
 from trainables.config import TrialConfig
 from trainables.data.loading import benchmark_fingerprint, load_benchmark
 from trainables.metrics.definitions import DEFINITIONS_VERSION
+from trainables.report_keys import TRIAL_RECORD_FILE
 
 pytestmark = pytest.mark.slow
 
 OBJECTIVES = ["forget_quality", "model_utility"]
+NUM_LAYERS = 4  # the small trial config's depth (model.tiny.num_layers)
 
 
 # Credentials a user has in the environment on a cluster; none may reach MLflow, the sweep files or the console.
@@ -60,11 +65,24 @@ def test_four_trial_sweep_logs_trials_study_and_pareto_front(sweep_env, monkeypa
     parents, children = sweep_env.runs("four")
     assert len(parents) == 1 and len(children) == 4
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    client = MlflowClient(sweep_env.tracking_uri)
     for c in children:
         assert c.info.status == "FINISHED"
         assert {"clreg.tau", "clreg.lambda", "clreg.layer", "train.lr"} <= set(c.data.params)
         assert all(m in c.data.metrics for m in OBJECTIVES + ["train/loss", "train/clreg_loss"])
         assert c.data.tags["method"] == "simnpo" and c.data.tags["clreg"] == "on"
+        # One seed through the one channel: that seed's metrics, no spread and no per-seed copies.
+        assert not any(k.endswith("_std") or re.match(r"seed\d+/", k) for k in c.data.metrics)
+        assert "num_seeds" not in c.data.metrics
+        # The trial's record beside its outputs (under seed-0/), the same file on its run.
+        trial_dir = sweep_env.sweep_dir("four") / "trials" / c.data.tags["clreg.trial_id"]
+        record = read_record(trial_dir)
+        assert record.seeds == [0] and record.clreg_active and record.config["clreg"]["layer"] == (
+            c.data.params["clreg.layer"])
+        assert record.target_layer == NUM_LAYERS - int(c.data.params["clreg.layer"].removeprefix("last-"))
+        logged = client.download_artifacts(c.info.run_id, TRIAL_RECORD_FILE, str(sweep_env.root / "downloads"))
+        assert Path(logged).read_text() == (trial_dir / TRIAL_RECORD_FILE).read_text()
+        assert (trial_dir / "seed-0" / "eval_aggregates.json").is_file()
 
     study = sweep_env.study("four")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4
@@ -115,9 +133,10 @@ def test_four_trial_sweep_logs_trials_study_and_pareto_front(sweep_env, monkeypa
 
 
 def test_repeated_seeds_score_a_point_by_its_mean(sweep_env, monkeypatch):
-    """clreg-default with 2 seeds per point: each seed trains; Optuna and MLflow get the means, MLflow the spread."""
+    """clreg-default with 2 seeds per point: each seed trains; Optuna and MLflow get the means, MLflow the spread
+    and each seed's per-epoch progress under `seed<s>/`."""
     monkeypatch.chdir(sweep_env.root)
-    assert cli.main(["sweep", str(sweep_env.write("repeats", 1, 1, seeds=[0, 1]))]) == 0
+    assert cli.main(["sweep", str(sweep_env.write("repeats", 1, 1, seeds=[0, 1], epochs=2))]) == 0
 
     (child,) = sweep_env.runs("repeats")[1]
     m = child.data.metrics
@@ -128,11 +147,15 @@ def test_repeated_seeds_score_a_point_by_its_mean(sweep_env, monkeypatch):
         assert m[f"{metric}_std"] == pytest.approx(statistics.stdev(per_seed))
     # Different seeds give different training trajectories (else the spread would mean nothing).
     assert m["seed0/train/loss"] != m["seed1/train/loss"]
+    client = MlflowClient(sweep_env.tracking_uri)
+    for s in (0, 1):  # every epoch's report of each seed, at its epoch
+        assert sorted({h.step for h in client.get_metric_history(child.info.run_id, f"seed{s}/train/loss")}) == [1, 2]
     (trial,) = sweep_env.study("repeats").trials
     assert trial.state == optuna.trial.TrialState.COMPLETE
     assert trial.values == pytest.approx([m[o] for o in OBJECTIVES])
     trial_dir = next((sweep_env.sweep_dir("repeats") / "trials").iterdir())
     assert sorted(p.name for p in trial_dir.iterdir() if p.name.startswith("seed-")) == ["seed-0", "seed-1"]
+    assert read_record(trial_dir).seeds == [0, 1]
     assert cli.main(["report", str(sweep_env.sweep_dir("repeats"))]) == 0
     report = (sweep_env.sweep_dir("repeats") / "report" / "report.md").read_text()
     assert f"| {m['forget_quality']:.4g} ± {m['forget_quality_std']:.2g} |" in report

@@ -109,8 +109,12 @@ def test_unreachable_mlflow_server_stops_the_sweep_before_ray_starts(sweep_file,
 
 
 def test_trial_tags_come_from_the_full_trial_config():
-    from orchestrator.sweep import describe_trial
+    from orchestrator.trial_record import build_record
+    from orchestrator.trial_record import describe_trial as tags_of
     from trainables.config import TrialConfig
+
+    def describe_trial(params: dict, base: dict, seeds: list[int] = ()) -> dict[str, str]:
+        return tags_of(build_record("t", base, params, seeds, num_layers=8))
 
     base = TrialConfig().model_dump(mode="json", by_alias=True)
     assert describe_trial({"clreg.tau": 0.3}, base) == {"method": "simnpo", "clreg": "on", "layer": "last-1",
