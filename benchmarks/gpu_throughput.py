@@ -2,9 +2,10 @@
 bf16, SimNPO with and without CLReg (benchmarks issue, items 5 and 6).
 
 What one trial worker does per optimizer step, on random weights built from a config (nothing is downloaded): the
-trial's own micro step (`trainables.engine.worker.unlearn_micro_step`: forward on a forget and a retain batch, SimNPO
-loss, and with CLReg on the Last-1 dropout view and contrastive term), `engine.backward`, `engine.step`, with the
-engine built from the trial's DeepSpeed config (`deepspeed_config`, `linear_schedule`).
+trial's own micro step (its objective, `trainables.objectives.build_objective`, over the forwards of
+`trainables.engine.forward.ForwardCollector`: a forget and a retain batch, SimNPO loss, and with CLReg on the Last-1
+dropout view and contrastive term), `engine.backward`, `engine.step`, with the engine built as a trial builds it
+(`trainables.engine.training.build_engine`: the trial's DeepSpeed config and lr schedule).
 
 Each ZeRO stage runs in its own spawned process (one rank, NCCL on a GPU, gloo on CPU), so its peak allocated
 memory is its own; inside it `off` (SimNPO alone) and `on` (SimNPO + CLReg) alternate block by block, round by
@@ -87,11 +88,10 @@ def _run_stage(stage: int, shape: dict, device_kind: str, batch: int, length: in
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from trainables.config import TrialConfig
-    from trainables.engine import worker
-    from trainables.engine.deepspeed_config import deepspeed_config, linear_schedule
+    from trainables.engine.forward import Batches, ForwardCollector
     from trainables.engine.schedule import view_generator
-    from trainables.model.layers import resolve_layer
-    from trainables.objectives import resolve_method
+    from trainables.engine.training import build_engine
+    from trainables.objectives import build_objective
 
     logger.setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")  # once per collective
@@ -100,19 +100,17 @@ def _run_stage(stage: int, shape: dict, device_kind: str, batch: int, length: in
     if cuda:
         torch.cuda.set_device(device)
     deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo")
-    cfg = TrialConfig.model_validate({"method": {"name": "simnpo"}, "clreg": {"layer": "last-1"},
-                                      "model": {"dtype": "bf16"},
-                                      "train": {"zero_stage": stage, "micro_batch_size": batch, "lr": 1e-5}})
+    settings = {"model": {"dtype": "bf16"}, "train": {"zero_stage": stage, "micro_batch_size": batch, "lr": 1e-5}}
+    configs = {v: TrialConfig.model_validate({**settings, "method": {"name": "simnpo"},
+                                             "clreg": {"layer": "last-1", "enabled": v == "on"}}) for v in VARIANTS}
     torch.manual_seed(0)
     with device:
         model = LlamaForCausalLM(LlamaConfig(**shape, max_position_embeddings=length)).train()
     parameters = sum(p.numel() for p in model.parameters())
     embedding = model.get_input_embeddings().weight.numel()
-    engine, *_ = deepspeed.initialize(
-        model=model, model_parameters=list(model.parameters()),
-        config=deepspeed_config(cfg.train, "bf16", 1), lr_scheduler=linear_schedule(0, 10**6))
-    method = resolve_method(cfg.method)
-    layer = resolve_layer("last-1", shape["num_hidden_layers"])
+    engine = build_engine(model, configs["on"], 1, 1e-5, batch, total_steps=10**6)
+    objectives = {v: build_objective(c, shape["num_hidden_layers"]) for v, c in configs.items()}
+    collectors = {v: ForwardCollector(engine, engine.module, o.needs) for v, o in objectives.items()}
     gen = torch.Generator().manual_seed(0)
 
     def batch_of_tokens() -> dict:
@@ -133,9 +131,8 @@ def _run_stage(stage: int, shape: dict, device_kind: str, batch: int, length: in
             sync()
             started = time.perf_counter()
             for _ in range(steps):
-                terms = worker.unlearn_micro_step(engine, None, cfg, method, layer if variant == "on" else None, None,
-                                                  forget, retain, None, view_generator(0, 0, micro))
-                engine.backward(terms["loss"])
+                out = collectors[variant](Batches(forget, retain), view_generator(0, 0, micro))
+                engine.backward(objectives[variant](out).total)
                 engine.step()
                 micro += 1
             sync()

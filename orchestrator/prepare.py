@@ -24,8 +24,9 @@ from trainables.atomic_files import write_bytes_atomic
 from trainables.config import TrialConfig
 from trainables.data.loading import benchmark_fingerprint, load_benchmark
 from trainables.data.schema import Benchmark
+from trainables.engine.recipes.finetune import finetune_extra
 from trainables.engine.trainer import build_trainer, fit_to_end
-from trainables.engine.worker import WorkerJob, finetune_extra
+from trainables.engine.worker import WorkerJob
 from trainables.evaluation import evaluate_saved_model, load_eval, oracle_reference_from_dir
 from trainables.metrics.oracle_logs import expected_log_items, read_oracle_logs
 from trainables.model.loading import check_model_source

@@ -1,14 +1,15 @@
 """Optuna behind Ray Tune: samplers, the persisted study, and honest trial states.
 
-Ray's `OptunaSearch` tells Optuna COMPLETE for any trial that ends without an error, and on a multi-objective
-trial that failed or lacked an objective it tells a list of Nones, which Optuna refuses, leaving a RUNNING zombie
-in the study. `SweepOptunaSearch` fixes the one method involved: a trial is COMPLETE only when it ran to its end
-and reported every objective, FAIL when it errored or its loss diverged, PRUNED when it was stopped early (ASHA).
+`StudySearcher` is Tune's searcher over one Optuna study, through Optuna's public ask/tell API: each Tune trial
+asks the study for a trial and samples the space define-by-run; each finished Tune trial is told with the state it
+earned: COMPLETE only when it ran to its end and reported every objective, FAIL when it errored or its loss
+diverged, PRUNED when it was stopped early (ASHA). Ray's `OptunaSearch` tells COMPLETE for any trial that ends
+without an error and a list of Nones for a multi-objective trial that lacked an objective (which Optuna refuses,
+leaving a RUNNING zombie); fixing that needed its private attributes, so the searcher is our own.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import pickle
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from ray.tune.search.optuna import OptunaSearch
+from ray.tune.search import Searcher
 
 from orchestrator.console_log import is_verbose
 from orchestrator.sweep_config import SearchConfig
@@ -41,52 +42,84 @@ def sweep_study_name(sweep_name: str) -> str:
 STUDY_URL_ENV = "CLREG_SWEEP_STUDY_URL"
 
 
-class SweepOptunaSearch(OptunaSearch):
-    """`OptunaSearch` whose completed trials carry the right Optuna state (see the module docstring).
+class StudySearcher(Searcher):
+    """Tune's searcher over the Optuna study `study_name` at `storage_url` (see the module docstring).
 
-    Pickled (Tune's `tuner.pkl` and searcher checkpoints) without its storage connection: the study lives in its
-    database, so the pickle keeps the study's URL and the trials' ids and reconnects on load, to
-    `$CLREG_SWEEP_STUDY_URL` when the driver set it. Optuna's `RDBStorage` unpickled as such would reopen the saved
-    URL and create an empty database there (or fail) when the folder has moved.
+    Lifecycle: `suggest(trial_id)` asks the study for a trial, names the Tune trial in it (`ATTR_TUNE_TRIAL`, so a
+    resume can tell which RUNNING trials Tune no longer knows) and samples the space on it; asked trials stay
+    RUNNING in the study until `on_trial_complete` tells their outcome, so a constant-liar TPE sees them while
+    they run. Tune's `max_concurrent_trials` wraps the searcher in a `ConcurrencyLimiter`, which holds back
+    `suggest` calls, never trials already asked.
+
+    Pickled (Tune's `tuner.pkl`) and saved (Tune's searcher checkpoints) without a database connection: the study
+    lives in its database, so the state is the space, the study's URL and name, the sampler, the objectives and
+    the Tune trial -> Optuna trial number map, and loading reconnects, to `$CLREG_SWEEP_STUDY_URL` when the
+    driver set it (`study_url_for_restore`).
     """
 
-    def __getstate__(self) -> dict:
-        return _portable(self.__dict__)
+    def __init__(self, space: SearchSpace, num_layers: int, objectives: list[tuple[str, str]],
+                 sampler: optuna.samplers.BaseSampler, study_name: str, storage_url: str,
+                 grid: list[dict[str, Any]]) -> None:
+        """Connect to the study, creating it when it does not exist; a new study gets the `grid` points enqueued
+        (asked before anything is sampled), so a grid preset runs each combination exactly once."""
+        super().__init__(metric=[m for m, _ in objectives], mode=[mode for _, mode in objectives])
+        self._space, self._num_layers, self._sampler = space, num_layers, sampler
+        self._study_name, self._url = study_name, storage_url
+        self._numbers: dict[str, int] = {}
+        self._connect(create=True)
+        if not self._study.get_trials(deepcopy=False):
+            for point in grid:
+                self._study.enqueue_trial(point)
 
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(_reconnected(state))
+    def suggest(self, trial_id: str) -> dict[str, Any]:
+        trial = self._study.ask()
+        trial.set_user_attr(ATTR_TUNE_TRIAL, trial_id)
+        self._numbers[trial_id] = trial.number
+        return self._space.sample(trial, self._num_layers)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        number = self._numbers[trial_id]
+        # A driver killed after telling the study but before Tune saved its state restores a searcher that does not
+        # know the trial ended; the study (persisted) does, and keeps the first outcome.
+        if not self._db.get_trial(_db_key(self._db, self._study_name, number)).state.is_finished():
+            state, values = trial_outcome(result, self.metric, error)
+            self._study.tell(number, values, state=state)
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:
-            pickle.dump(_portable(self.__dict__), f)
+            pickle.dump(self.__getstate__(), f)
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(_reconnected(pickle.load(f)))
+            self.__setstate__(pickle.load(f))
 
-    def suggest(self, trial_id: str) -> dict | None:
-        asked = trial_id not in self._ot_trials
-        params = super().suggest(trial_id)
-        if asked and trial_id in self._ot_trials:
-            # Names the Tune trial in the study, so a resume can tell which RUNNING trials Tune no longer knows.
-            self._ot_trials[trial_id].set_user_attr(ATTR_TUNE_TRIAL, trial_id)
-        return params
+    def __getstate__(self) -> dict[str, Any]:
+        return {key: value for key, value in self.__dict__.items() if key not in ("_db", "_study")}
 
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id in self._completed_trials:
-            return
-        ot_trial = self._ot_trials[trial_id]
-        # A driver killed after telling the study but before Tune saved its state restores a searcher that does not
-        # know the trial ended; the study (persisted) does, and keeps the first outcome.
-        if not self._ot_study._storage.get_trial(ot_trial._trial_id).state.is_finished():
-            state, values = trial_outcome(result, self.metric, error)
-            self._ot_study.tell(ot_trial, values, state=state)
-        self._completed_trials.add(trial_id)
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._url = os.environ.get(STUDY_URL_ENV) or self._url
+        self._connect(create=False)
+
+    def _connect(self, create: bool) -> None:
+        """Open the study at `self._url` (created with the objectives' directions when `create` and missing)."""
+        self._db = optuna.storages.RDBStorage(self._url)
+        if create:
+            directions = ["maximize" if mode == "max" else "minimize" for mode in self.mode]
+            self._study = optuna.create_study(storage=self._db, sampler=self._sampler, study_name=self._study_name,
+                                              directions=directions, load_if_exists=True)
+        else:
+            self._study = optuna.load_study(study_name=self._study_name, storage=self._db, sampler=self._sampler)
+
+
+def _db_key(storage: optuna.storages.BaseStorage, study_name: str, number: int) -> int:
+    """The storage's own key of trial `number` of the study, which its per-trial methods take."""
+    return storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study_name), number)
 
 
 @contextmanager
 def study_url_for_restore(url: str) -> Iterator[None]:
-    """While it lasts, a `SweepOptunaSearch` unpickled by Tune reconnects to the study at `url`; the variable is
+    """While it lasts, a `StudySearcher` unpickled by Tune reconnects to the study at `url`; the variable is
     removed after, so a later searcher in the same process (tests, a notebook) is not pointed at this study."""
     saved = os.environ.get(STUDY_URL_ENV)
     os.environ[STUDY_URL_ENV] = url
@@ -97,28 +130,6 @@ def study_url_for_restore(url: str) -> Iterator[None]:
             os.environ.pop(STUDY_URL_ENV, None)
         else:
             os.environ[STUDY_URL_ENV] = saved
-
-
-def _portable(state: dict) -> dict:
-    """A searcher's attributes with its RDB connection replaced by the study's URL and its trials by their ids."""
-    storage = state.get("_storage")
-    if not isinstance(storage, optuna.storages.RDBStorage):
-        return dict(state)
-    return {**state, "_storage": None, "_ot_study": None, "_storage_url": storage.url,
-            "_ot_trials": {tid: t._trial_id for tid, t in state["_ot_trials"].items()}}
-
-
-def _reconnected(state: dict) -> dict:
-    """`_portable`'s inverse: the study loaded from its database (the driver's URL first), with the same sampler."""
-    if "_storage_url" not in state:
-        return state
-    state = dict(state)
-    storage = optuna.storages.RDBStorage(os.environ.get(STUDY_URL_ENV) or state.pop("_storage_url"))
-    state.pop("_storage_url", None)
-    study = optuna.load_study(study_name=state["_study_name"], storage=storage, sampler=state["_sampler"],
-                              pruner=optuna.pruners.NopPruner())
-    trials = {tid: optuna.Trial(study, trial_id) for tid, trial_id in state["_ot_trials"].items()}
-    return {**state, "_storage": storage, "_ot_study": study, "_ot_trials": trials}
 
 
 def trial_outcome(result: dict | None, metrics: list[str], error: bool
@@ -218,11 +229,12 @@ def fail_lost_trials(storage_url: str, study: str, known_trial_ids: set[str], re
     Optuna cannot delete a trial, so a lost one stays in the study as FAIL: samplers ignore it, and the COMPLETE
     trials are exactly the ones Tune ran to the end.
     """
-    loaded = optuna.load_study(study_name=study, storage=optuna.storages.RDBStorage(storage_url))
+    storage = optuna.storages.RDBStorage(storage_url)
+    loaded = optuna.load_study(study_name=study, storage=storage)
     lost = [t for t in loaded.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
             if t.user_attrs.get(ATTR_TUNE_TRIAL) not in known_trial_ids]
     for t in lost:
-        loaded._storage.set_trial_user_attr(t._trial_id, ATTR_LOST, reason)
+        storage.set_trial_user_attr(_db_key(storage, study, t.number), ATTR_LOST, reason)
         loaded.tell(t.number, state=optuna.trial.TrialState.FAIL)
     return [t.number for t in lost]
 
@@ -255,26 +267,11 @@ def make_sampler(search: SearchConfig, num_trials: int) -> optuna.samplers.BaseS
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def _define_by_run(trial: optuna.Trial, space: SearchSpace, num_layers: int) -> dict[str, Any]:
-    return space.sample(trial, num_layers)
-
-
 def make_searcher(space: SearchSpace, num_layers: int, objectives: list[tuple[str, str]], search: SearchConfig,
-                  num_trials: int, study_name: str, storage_url: str) -> SweepOptunaSearch:
-    """The Tune searcher: define-by-run over `space`, the study persisted at `storage_url` under `study_name`.
-
-    Grid combinations of the space are enqueued first (`points_to_evaluate`), so a grid preset runs each
-    combination exactly once before anything is sampled.
-    """
-    grid = [g for g in space.grid(num_layers) if g]
+                  num_trials: int, study_name: str, storage_url: str) -> StudySearcher:
+    """The Tune searcher: define-by-run over `space`, the study persisted at `storage_url` under `study_name`, the
+    space's grid combinations enqueued first when the study is new."""
     if not is_verbose():  # "A new study created in RDB with name ..." and the like: the sweep's own lines say it
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return SweepOptunaSearch(
-        space=functools.partial(_define_by_run, space=space, num_layers=num_layers),
-        metric=[m for m, _ in objectives],
-        mode=[mode for _, mode in objectives],
-        points_to_evaluate=grid or None,
-        sampler=make_sampler(search, num_trials),
-        study_name=study_name,
-        storage=optuna.storages.RDBStorage(storage_url),
-    )
+    return StudySearcher(space, num_layers, objectives, make_sampler(search, num_trials), study_name, storage_url,
+                         grid=[g for g in space.grid(num_layers) if g])

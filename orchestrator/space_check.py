@@ -22,7 +22,7 @@ from orchestrator.cluster import check_trial_fits
 from search_spaces.space import CategoricalParam, FloatParam, IntParam, SearchSpace, apply, is_grid
 from trainables.config import TrialConfig
 from trainables.data.schema import Benchmark, require_paraphrases
-from trainables.model.layers import LayerError, resolve_layer
+from trainables.model.layers import LayerError, LayerSpec, allowed_layers
 from trainables.objectives import METHODS, resolve_method
 
 MAX_POINTS = 4096
@@ -166,12 +166,11 @@ def _check_method(cfg: TrialConfig, point: dict[str, Any], space: SearchSpace) -
 
 def _check_layer(cfg: TrialConfig, point: dict[str, Any], space: SearchSpace, num_layers: int) -> None:
     try:
-        resolve_layer(cfg.clreg.layer, num_layers)
+        LayerSpec.parse(cfg.clreg.layer).index(num_layers)
     except LayerError as error:
-        allowed = f"allowed: last-1..last-{num_layers} or 0..{num_layers - 1}"
         if "clreg.layer" in point:
             raise SpaceError(f"{_origin(space, 'clreg.layer', point)} is deeper than the {num_layers}-layer model; "
-                             f"{allowed}") from None
+                             f"{allowed_layers(num_layers)}") from None
         raise SpaceError(f"{_origin(space, 'clreg.enabled', point)} turns CLReg on at base.clreg.layer: "
                          f"{error}") from None
 
@@ -198,10 +197,10 @@ def _origin(space: SearchSpace, key: str, point: dict[str, Any]) -> str:
     param = space.params.get(key)
     if param is None:
         kind = "fixed value"
-    elif isinstance(param, CategoricalParam):
-        kind = "choice"
     elif is_grid(param):
         kind = "grid value"
+    elif isinstance(param, CategoricalParam):
+        kind = "choice"
     elif isinstance(param, (FloatParam, IntParam)):
         kind = "range bound"
     else:

@@ -48,6 +48,7 @@ enqueued values because grid parameters are suggested as categoricals.
 
 from __future__ import annotations
 
+import abc
 import copy
 import functools
 import math
@@ -67,18 +68,20 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from trainables.config import MAX_SEED, StrictModel, TrialConfig, short_repr
+from trainables.model.layers import LayerSpec
 
 if typing.TYPE_CHECKING:
     from optuna.trial import BaseTrial
 
 # The values Optuna accepts as categorical choices (optuna.distributions.CategoricalChoiceType).
 Scalar = StrictBool | StrictInt | StrictFloat | StrictStr | None
-LayerSpec = StrictInt | StrictStr
+LayerValue = StrictInt | StrictStr  # as a config writes a layer (LayerSpec.parse)
 
 PARAM_TYPES = ("float", "int", "categorical", "grid", "layer")
 CLREG_SWITCH = "clreg.enabled"
@@ -102,7 +105,23 @@ class _Conditional(StrictModel):
         return {name: list(v) if isinstance(v, (list, tuple)) else [v] for name, v in when.items()}
 
 
-class FloatParam(_Conditional):
+class _Param(_Conditional):
+    """What every parameter type answers; `SearchSpace` calls only these, never asks for the concrete type."""
+
+    @abc.abstractmethod
+    def options(self, num_layers: int | None) -> list[Any] | None:
+        """The finite list of values a grid enumerates or GridSampler takes; None for a range."""
+
+    @abc.abstractmethod
+    def bounds(self) -> list[Any]:
+        """The values to check against the trial config before any trial: every choice, or a range's ends."""
+
+    @abc.abstractmethod
+    def suggest(self, trial: BaseTrial, name: str, num_layers: int) -> Any:
+        """Ask `trial` for this parameter's value under `name` (define-by-run)."""
+
+
+class FloatParam(_Param):
     """A real range, uniform or log-uniform, optionally discretised by `step`."""
 
     type: Literal["float"]
@@ -119,18 +138,17 @@ class FloatParam(_Conditional):
         return self
 
     def options(self, num_layers: int | None) -> list[Any] | None:
-        """None: a range has no finite list of values."""
         return None
 
     def bounds(self) -> list[Any]:
-        """The values to check against the trial config: a valid range has valid ends."""
+        """A valid range has valid ends."""
         return [self.low, self.high]
 
     def suggest(self, trial: BaseTrial, name: str, num_layers: int) -> Any:
         return trial.suggest_float(name, self.low, self.high, log=self.log, step=self.step)
 
 
-class IntParam(_Conditional):
+class IntParam(_Param):
     """An integer range, uniform or log-uniform, with a step."""
 
     type: Literal["int"]
@@ -157,65 +175,62 @@ class IntParam(_Conditional):
         return trial.suggest_int(name, self.low, self.high, step=self.step, log=self.log)
 
 
-class CategoricalParam(_Conditional):
-    """One of a list of values, chosen by the sampler."""
+class CategoricalParam(_Param):
+    """A finite list of values: `categorical` (`choices`, picked by the sampler) or `grid` (`values`, every one
+    run, see "Grid semantics"). One class, since the two differ only in who picks the value."""
 
-    type: Literal["categorical"]
-    choices: list[Scalar] = Field(min_length=1)
+    type: Literal["categorical", "grid"]
+    choices: list[Scalar] | None = Field(None, min_length=1)
+    values: list[Scalar] | None = Field(None, min_length=1)
 
-    @field_validator("choices", mode="before")
+    @field_validator("choices", "values", mode="before")
     @classmethod
-    def _finite(cls, choices: Any) -> Any:
-        return _check_finite(choices, "choices")
+    def _finite(cls, values: Any, info: ValidationInfo) -> Any:
+        return _check_finite(values, info.field_name)
 
-    @field_validator("choices")
+    @field_validator("choices", "values")
     @classmethod
-    def _unique(cls, choices: list[Any]) -> list[Any]:
-        return _check_unique(choices, "choices")
+    def _unique(cls, values: list[Any] | None, info: ValidationInfo) -> list[Any] | None:
+        return None if values is None else _check_unique(values, info.field_name)
+
+    @model_validator(mode="after")
+    def _one_list(self) -> CategoricalParam:
+        """Each type has its YAML key: `choices` for categorical, `values` for grid."""
+        key, other = ("values", "choices") if self.grid else ("choices", "values")
+        if getattr(self, other) is not None:
+            raise ValueError(f"a {self.type} parameter lists its values under `{key}`, not `{other}`")
+        if getattr(self, key) is None:
+            raise ValueError(f"a {self.type} parameter needs `{key}`: a list of values")
+        return self
+
+    @property
+    def grid(self) -> bool:
+        """Whether `grid()` enumerates the values rather than the sampler choosing one."""
+        return self.type == "grid"
+
+    @property
+    def items(self) -> list[Scalar]:
+        """The values, whichever key they were given under."""
+        return list(self.values if self.grid else self.choices or [])
 
     def options(self, num_layers: int | None) -> list[Any] | None:
-        return list(self.choices)
+        return self.items
 
     def bounds(self) -> list[Any]:
-        return list(self.choices)
+        return self.items
 
     def suggest(self, trial: BaseTrial, name: str, num_layers: int) -> Any:
-        return trial.suggest_categorical(name, self.choices)
+        # A grid value is suggested as a categorical too, so that GridSampler or an enqueued grid combination
+        # decides it.
+        return trial.suggest_categorical(name, self.items)
 
 
-class GridParam(_Conditional):
-    """Values enumerated exhaustively: every combination of grid parameters is run (module docstring)."""
-
-    type: Literal["grid"]
-    values: list[Scalar] = Field(min_length=1)
-
-    @field_validator("values", mode="before")
-    @classmethod
-    def _finite(cls, values: Any) -> Any:
-        return _check_finite(values, "values")
-
-    @field_validator("values")
-    @classmethod
-    def _unique(cls, values: list[Any]) -> list[Any]:
-        return _check_unique(values, "values")
-
-    def options(self, num_layers: int | None) -> list[Any] | None:
-        return list(self.values)
-
-    def bounds(self) -> list[Any]:
-        return list(self.values)
-
-    def suggest(self, trial: BaseTrial, name: str, num_layers: int) -> Any:
-        # A categorical, so that GridSampler or an enqueued grid combination decides the value.
-        return trial.suggest_categorical(name, self.values)
-
-
-class LayerParam(_Conditional):
+class LayerParam(_Param):
     """A CLReg target layer counted from the top, clipped to the model's depth when it is used."""
 
     type: Literal["layer"]
     last: tuple[int, int] | None = Field(None, description="[k_min, k_max]: the choices last-k_min .. last-k_max")
-    values: list[LayerSpec] | None = Field(None, min_length=1, description="'last-k' strings or 0-based indices")
+    values: list[LayerValue] | None = Field(None, min_length=1, description="'last-k' strings or 0-based indices")
     grid: bool = Field(False, description="enumerate the layers like a grid parameter instead of sampling one")
 
     @model_validator(mode="after")
@@ -227,40 +242,37 @@ class LayerParam(_Conditional):
         if self.values is not None:
             _check_unique(self.values, "values")
             for value in self.values:
-                _layer_index(value, num_layers=1)
+                LayerSpec.parse(value)
         return self
 
     def specs(self) -> list[LayerSpec]:
         """The layers as written, before clipping."""
         if self.last is not None:
-            return [f"last-{k}" for k in range(self.last[0], self.last[1] + 1)]
-        return list(self.values or [])
+            return [LayerSpec(k, from_top=True) for k in range(self.last[0], self.last[1] + 1)]
+        return [LayerSpec.parse(value) for value in self.values or []]
 
     def options(self, num_layers: int | None) -> list[Any] | None:
         """The layers that exist in a model of `num_layers` decoder layers, one spelling per layer."""
         if num_layers is None:
             raise ValueError("layers are clipped to the model's depth, so num_layers is needed")
         _check_depth(num_layers)
-        kept: dict[int, LayerSpec] = {}
+        kept: dict[int, LayerValue] = {}
         for spec in self.specs():
-            index = _layer_index(spec, num_layers)
-            if 0 <= index < num_layers:
-                kept.setdefault(index, spec)
+            if spec.fits(num_layers):
+                kept.setdefault(spec.index(num_layers), spec.value)
         if not kept:
-            raise ValueError(f"none of the layers {self.specs()} exists in a model with {num_layers} layers")
+            written = [spec.value for spec in self.specs()]
+            raise ValueError(f"none of the layers {written} exists in a model with {num_layers} layers")
         return list(kept.values())
 
     def bounds(self) -> list[Any]:
-        return self.specs()
+        return [spec.value for spec in self.specs()]
 
     def suggest(self, trial: BaseTrial, name: str, num_layers: int) -> Any:
         return trial.suggest_categorical(name, self.options(num_layers))
 
 
-Param = Annotated[
-    FloatParam | IntParam | CategoricalParam | GridParam | LayerParam,
-    Field(discriminator="type"),
-]
+Param = Annotated[FloatParam | IntParam | CategoricalParam | LayerParam, Field(discriminator="type")]
 
 
 class FixedValue(_Conditional):
@@ -271,7 +283,7 @@ class FixedValue(_Conditional):
 
 def is_grid(param: Param) -> bool:
     """Whether the parameter is enumerated by `grid()` rather than sampled."""
-    return isinstance(param, GridParam) or (isinstance(param, LayerParam) and param.grid)
+    return isinstance(param, (CategoricalParam, LayerParam)) and param.grid
 
 
 class SearchSpace(StrictModel):
@@ -322,7 +334,7 @@ class SearchSpace(StrictModel):
             if len(set(self.seeds)) != len(self.seeds):
                 raise ValueError(f"seeds: each seed may appear once, got {self.seeds}")
             if not self.repeat_seeds:
-                self._params[SEED_PATH] = GridParam(type="grid", values=list(self.seeds))
+                self._params[SEED_PATH] = CategoricalParam(type="grid", values=list(self.seeds))
         self._check_paths()
         self._check_conditions()
         self._check_clreg_switch()
@@ -631,17 +643,6 @@ def _check_finite(values: Any, field: str) -> Any:
 def _contains(allowed: list[Any], value: Any) -> bool:
     """Membership that tells booleans from integers (True == 1 in Python, not in a config)."""
     return any((type(a) is bool) == (type(value) is bool) and a == value for a in allowed)
-
-
-def _layer_index(spec: LayerSpec, num_layers: int) -> int:
-    """0-based index of a layer spec in a model of `num_layers` layers (out of range when it does not exist)."""
-    if isinstance(spec, int):
-        if spec < 0:
-            raise ValueError(f"a layer index must be >= 0, got {spec}")
-        return spec
-    if not (spec.startswith("last-") and spec[5:].isdigit() and int(spec[5:]) >= 1):
-        raise ValueError(f"a layer must be 'last-k' with k >= 1 or a 0-based index, got {short_repr(spec)}")
-    return num_layers - int(spec[5:])
 
 
 def _check_depth(num_layers: int) -> None:

@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from trainables.model.layers import LayerSpec
+
 MAX_SEED = 2**32 - 1  # numpy's and Optuna's samplers take seeds in 0 .. 2**32 - 1
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 BOOL_FOR_NUMBER = "bool_for_number"  # the pydantic error type of a boolean given for a number
@@ -245,13 +247,8 @@ class CLRegConfig(StrictModel):
     @field_validator("layer")
     @classmethod
     def _layer_syntax(cls, v: str | int) -> str | int:
-        if isinstance(v, int):
-            if v < 0:
-                raise ValueError("an absolute layer index must be >= 0 (use 'last-k' to count from the top)")
-            return v
-        if not (v.startswith("last-") and v[5:].isdigit() and int(v[5:]) >= 1):
-            raise ValueError(f"layer must be 'last-k' with k >= 1 or a 0-based index, got {v!r}")
-        return v
+        """Checked here without a model; the depth is checked where the model is known (`LayerSpec.index`)."""
+        return LayerSpec.parse(v).value
 
     @property
     def active(self) -> bool:

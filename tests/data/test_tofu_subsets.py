@@ -11,7 +11,7 @@ from trainables.config import DataConfig, TrialConfig
 from trainables.data.loading import benchmark_fingerprint, load_benchmark
 from trainables.data.schema import DataError
 from trainables.data.tofu import load_tofu
-from trainables.engine.worker import finetune_extra
+from trainables.engine.recipes.finetune import finetune_extra
 
 REAL_TOFU = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "tofu"
 

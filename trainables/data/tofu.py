@@ -197,7 +197,7 @@ def load_tofu(cfg: DataConfig, name: str = "tofu") -> Benchmark:
     exists (matched by question). `extra_train` holds the world-facts and real-authors rows only for data the
     synthetic generator wrote: their facts are invented, so no model knows them otherwise. On real TOFU a
     pretrained model knows them; a model built from scratch does not, and the trainer adds them for it
-    (`trainables.engine.worker.finetune_extra`).
+    (`trainables.engine.recipes.finetune.finetune_extra`).
 
     `data.forget_limit` / `data.retain_limit` cut a deterministic subset for CPU runs: the first N forget rows;
     N retain rows, those of retain_perturbed (the retain questions TOFU evaluates) first, then the others, each in

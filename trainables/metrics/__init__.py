@@ -7,13 +7,14 @@
 from trainables.metrics.definitions import DEFINITIONS_VERSION
 from trainables.metrics.evaluate import EvalResult, evaluate, oracle_reference, save_eval
 from trainables.metrics.mia import privleak
-from trainables.metrics.registry import METRICS, OracleReference
+from trainables.metrics.registry import METRICS, REPORTED, OracleReference
 from trainables.metrics.representation import entanglement, probe_recoverability
 from trainables.metrics.tofu import forget_quality, model_utility
 
 __all__ = [
     "DEFINITIONS_VERSION",
     "METRICS",
+    "REPORTED",
     "EvalResult",
     "OracleReference",
     "entanglement",

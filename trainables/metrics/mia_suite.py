@@ -70,7 +70,7 @@ def mia_min_k_plus_plus(ctx: EvalContext) -> MetricResult:
     return _auc(ctx, _min_k_plus_plus)
 
 
-@metric("privleak", ("tofu", "muse"))
+@metric("privleak", ("tofu", "muse"), needs_oracle=True)
 def privleak(ctx: EvalContext) -> MetricResult:
     """PrivLeak of `mia_min_k` against the oracle's min-k AUC (depends on `mia_min_k`; needs the oracle).
 

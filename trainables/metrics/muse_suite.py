@@ -27,19 +27,19 @@ def _rouge_f1(ctx: EvalContext, split: str, max_new_tokens: int, stop_strings: t
     return MetricResult(float(np.mean(scores)), scores)
 
 
-@metric("verbmem_rougeL_f1", ("muse",))
+@metric("verbmem_rougeL_f1", ("muse",), direction="min")
 def verbmem_rouge_l_f1(ctx: EvalContext) -> MetricResult:
     """VerbMem on `verbmem_forget` (lower = less verbatim memorisation)."""
     return _rouge_f1(ctx, "verbmem_forget", VERBMEM_MAX_NEW_TOKENS)
 
 
-@metric("knowmem_forget_rougeL_f1", ("muse",))
+@metric("knowmem_forget_rougeL_f1", ("muse",), direction="min")
 def knowmem_forget_rouge_l_f1(ctx: EvalContext) -> MetricResult:
     """KnowMem on `knowmem_forget` (lower = less forget knowledge)."""
     return _rouge_f1(ctx, "knowmem_forget", KNOWMEM_MAX_NEW_TOKENS, KNOWMEM_STOP_STRINGS)
 
 
-@metric("knowmem_retain_rougeL_f1", ("muse",))
+@metric("knowmem_retain_rougeL_f1", ("muse",), direction="max")
 def knowmem_retain_rouge_l_f1(ctx: EvalContext) -> MetricResult:
     """KnowMem on `knowmem_retain` (higher = utility preserved)."""
     return _rouge_f1(ctx, "knowmem_retain", KNOWMEM_MAX_NEW_TOKENS, KNOWMEM_STOP_STRINGS)

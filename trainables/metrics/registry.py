@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -23,6 +23,7 @@ from trainables.config import EvalConfig
 from trainables.data.schema import Benchmark, Example
 from trainables.metrics import scoring
 from trainables.registry import Registry
+from trainables.report_keys import LOSS_TERMS, TIMINGS, loss_metric
 
 FAMILIES = ("tofu", "muse")
 
@@ -176,15 +177,46 @@ MetricFn = Callable[[EvalContext], MetricResult]
 METRICS: Registry[MetricFn] = Registry("metric")
 DEFAULTS: dict[str, list[str]] = {family: [] for family in FAMILIES}
 
+MetricKind = Literal["evaluation", "training_loss", "timing"]
+Direction = Literal["max", "min"]
 
-def metric(name: str, families: tuple[str, ...]) -> Callable[[MetricFn], MetricFn]:
-    """Decorator: register a metric in `METRICS` and in the default metric list of each benchmark family.
 
-    The one place a metric's name is written, so the registry and the defaults cannot drift apart.
+@dataclass(frozen=True)
+class MetricInfo:
+    """What the sweep driver knows of a metric a trial reports before any trial runs, so that it can refuse an
+    objective no trial will report, or one that cannot be computed without the oracle.
+
+    Attributes:
+        kind: "evaluation" (a function in `METRICS`), "training_loss" (an epoch's loss term) or "timing".
+        direction: "max" or "min" where higher or lower is better for unlearning; None where neither is (an MIA
+            AUC is best at the oracle's value, PrivLeak at 0, a per-layer profile is not a number).
+        needs_oracle: MISSING without the oracle reference `prepare` caches or an open-unlearning log supplies.
+    """
+
+    kind: MetricKind
+    direction: Direction | None = None
+    needs_oracle: bool = False
+
+
+# Every metric name a trial can report: the evaluation metrics (added by `metric`), the loss terms and timings.
+REPORTED: Registry[MetricInfo] = Registry("reported metric")
+for _term in LOSS_TERMS:
+    REPORTED.register(loss_metric(_term))(MetricInfo("training_loss", "min"))
+for _timing in TIMINGS:
+    REPORTED.register(_timing)(MetricInfo("timing", "min"))
+
+
+def metric(name: str, families: tuple[str, ...], *, direction: Direction | None = None,
+           needs_oracle: bool = False) -> Callable[[MetricFn], MetricFn]:
+    """Decorator: register a metric in `METRICS`, in `REPORTED` with its metadata (`MetricInfo`) and in the
+    default metric list of each benchmark family.
+
+    The one place a metric's name is written, so the registries and the defaults cannot drift apart.
     """
 
     def add(fn: MetricFn) -> MetricFn:
         METRICS.register(name)(fn)
+        REPORTED.register(name)(MetricInfo("evaluation", direction, needs_oracle))
         for family in families:
             DEFAULTS[family].append(name)
         return fn

@@ -38,19 +38,19 @@ def _at_target(ctx: EvalContext, key: str) -> MetricResult:
     return values if isinstance(values, MetricResult) else MetricResult(values[key])
 
 
-@metric("entanglement_variance", BOTH)
+@metric("entanglement_variance", BOTH, direction="min")
 def entanglement_variance(ctx: EvalContext) -> MetricResult:
     """Variance-based entanglement at the target layer (lower = less entangled; inf when the means coincide)."""
     return _at_target(ctx, "variance")
 
 
-@metric("entanglement_mk_mmd", BOTH)
+@metric("entanglement_mk_mmd", BOTH, direction="max")
 def entanglement_mk_mmd(ctx: EvalContext) -> MetricResult:
     """Multi-kernel MMD^2 (biased) between forget and retain at the target layer (higher = more separated)."""
     return _at_target(ctx, "mk_mmd")
 
 
-@metric("entanglement_w2", BOTH)
+@metric("entanglement_w2", BOTH, direction="max")
 def entanglement_w2(ctx: EvalContext) -> MetricResult:
     """Squared W2 between Gaussian fits of forget and retain at the target layer (higher = more separated)."""
     return _at_target(ctx, "w2")
@@ -70,7 +70,7 @@ def entanglement_profile(ctx: EvalContext) -> MetricResult:
     return MetricResult(None, [{"layer": layer, **_entanglement(ctx, layer)} for layer in ctx.layers()])
 
 
-@metric("probe_recoverability", BOTH)
+@metric("probe_recoverability", BOTH, direction="min")
 def probe_recoverability_metric(ctx: EvalContext) -> MetricResult:
     """Cross-validated accuracy of a linear probe telling forget from holdout at the target layer."""
     if (small := _too_small(ctx, "forget", "holdout")) is not None:

@@ -78,19 +78,19 @@ def _normalised_prob(ctx: EvalContext, split: str) -> MetricResult:
     return MetricResult(float(p.mean()), p.tolist())
 
 
-@metric("forget_prob", ("tofu",))
+@metric("forget_prob", ("tofu",), direction="min")
 def forget_prob(ctx: EvalContext) -> MetricResult:
     """Mean `exp(-avgNLL)` of the forget answers (lower = more forgotten)."""
     return _prob(ctx, "forget")
 
 
-@metric("forget_rouge", ("tofu",))
+@metric("forget_rouge", ("tofu",), direction="min")
 def forget_rouge(ctx: EvalContext) -> MetricResult:
     """Mean ROUGE-L recall of greedy answers to the forget questions."""
     return _rouge_recall(ctx, "forget")
 
 
-@metric("forget_truth_ratio", ("tofu",))
+@metric("forget_truth_ratio", ("tofu",), direction="max")
 def forget_truth_ratio(ctx: EvalContext) -> MetricResult:
     """`mean min(tr, 1/tr)` on the forget set; per item: the truth ratios `tr` (forget quality reads these)."""
     tr = _truth_ratios(ctx, "forget")
@@ -99,7 +99,7 @@ def forget_truth_ratio(ctx: EvalContext) -> MetricResult:
     return MetricResult(tofu.truth_ratio_forget(tr, definitions=ctx.cfg.definitions), tr.tolist())
 
 
-@metric("forget_quality", ("tofu",))
+@metric("forget_quality", ("tofu",), direction="max", needs_oracle=True)
 def forget_quality(ctx: EvalContext) -> MetricResult:
     """KS-test p-value of forget truth ratios vs the oracle's. Depends on `forget_truth_ratio`; needs the oracle."""
     own = ctx.metric("forget_truth_ratio")
@@ -112,61 +112,61 @@ def forget_quality(ctx: EvalContext) -> MetricResult:
     return MetricResult(tofu.forget_quality(own.per_item, ctx.oracle.forget_truth_ratios))
 
 
-@metric("retain_prob", ("tofu",))
+@metric("retain_prob", ("tofu",), direction="max")
 def retain_prob(ctx: EvalContext) -> MetricResult:
     """Mean `exp(-avgNLL)` of the retain eval answers."""
     return _prob(ctx, ctx.retain_split())
 
 
-@metric("retain_rouge", ("tofu",))
+@metric("retain_rouge", ("tofu",), direction="max")
 def retain_rouge(ctx: EvalContext) -> MetricResult:
     """Mean ROUGE-L recall on the retain eval set."""
     return _rouge_recall(ctx, ctx.retain_split())
 
 
-@metric("retain_truth_ratio", ("tofu",))
+@metric("retain_truth_ratio", ("tofu",), direction="max")
 def retain_truth_ratio(ctx: EvalContext) -> MetricResult:
     """`mean max(0, 1 - tr)` on `retain_perturbed`; MISSING without it."""
     return _truth_ratio_true(ctx, "retain_perturbed")
 
 
-@metric("ra_prob", ("tofu",))
+@metric("ra_prob", ("tofu",), direction="max")
 def ra_prob(ctx: EvalContext) -> MetricResult:
     """Real authors: normalised probability of the true answer among the options."""
     return _normalised_prob(ctx, "real_authors")
 
 
-@metric("ra_rouge", ("tofu",))
+@metric("ra_rouge", ("tofu",), direction="max")
 def ra_rouge(ctx: EvalContext) -> MetricResult:
     """Real authors: mean ROUGE-L recall."""
     return _rouge_recall(ctx, "real_authors")
 
 
-@metric("ra_truth_ratio", ("tofu",))
+@metric("ra_truth_ratio", ("tofu",), direction="max")
 def ra_truth_ratio(ctx: EvalContext) -> MetricResult:
     """Real authors: `mean max(0, 1 - tr)`, correct = `answer` (also where a row has a paraphrase)."""
     return _truth_ratio_true(ctx, "real_authors")
 
 
-@metric("wf_prob", ("tofu",))
+@metric("wf_prob", ("tofu",), direction="max")
 def wf_prob(ctx: EvalContext) -> MetricResult:
     """World facts: normalised probability of the true answer among the options."""
     return _normalised_prob(ctx, "world_facts")
 
 
-@metric("wf_rouge", ("tofu",))
+@metric("wf_rouge", ("tofu",), direction="max")
 def wf_rouge(ctx: EvalContext) -> MetricResult:
     """World facts: mean ROUGE-L recall."""
     return _rouge_recall(ctx, "world_facts")
 
 
-@metric("wf_truth_ratio", ("tofu",))
+@metric("wf_truth_ratio", ("tofu",), direction="max")
 def wf_truth_ratio(ctx: EvalContext) -> MetricResult:
     """World facts: `mean max(0, 1 - tr)`, correct = `answer`."""
     return _truth_ratio_true(ctx, "world_facts")
 
 
-@metric("model_utility", ("tofu",))
+@metric("model_utility", ("tofu",), direction="max")
 def model_utility(ctx: EvalContext) -> MetricResult:
     """Harmonic mean of the `UTILITY_COMPONENTS` that are not MISSING (depends on all of them).
 
@@ -196,13 +196,13 @@ def _token_metric(ctx: EvalContext, fn) -> MetricResult:
     return MetricResult(float(np.mean(kept)), values)
 
 
-@metric("extraction_strength", ("tofu",))
+@metric("extraction_strength", ("tofu",), direction="min")
 def extraction_strength(ctx: EvalContext) -> MetricResult:
     """Mean extraction strength over the forget answers (teacher-forced argmax)."""
     return _token_metric(ctx, tofu.extraction_strength)
 
 
-@metric("exact_memorization", ("tofu",))
+@metric("exact_memorization", ("tofu",), direction="min")
 def exact_memorization(ctx: EvalContext) -> MetricResult:
     """Mean share of forget answer tokens predicted exactly (teacher-forced argmax); None items left out."""
     return _token_metric(ctx, tofu.exact_memorization)
