@@ -2,8 +2,8 @@
 
 `SearchSpace` checks each value on its own (a tau > 0, a known field); a value can still be wrong in the context of
 `base` and of the other values of its trial: a method name that is not registered, a hyperparameter the chosen
-method does not take, a layer deeper than the model, more workers than the machine has. Those used to fail inside
-trials, after Ray and `prepare` had run. Here every combination of the discrete parameters' values (categorical,
+method does not take, a layer deeper than the model, more workers than the machine has. Left alone, those fail inside
+trials, after Ray and `prepare` have run. Here every combination of the discrete parameters' values (categorical,
 grid, layer; conditions honoured, because the combinations are drawn by `SearchSpace.sample` itself) is built into
 a `TrialConfig` and resolved as a trial would resolve it. Ranges are taken at their low bound (a value there is
 valid on its own, it only marks the parameter as set), and resource ranges (`RESOURCE_PATHS`) at both bounds.

@@ -463,3 +463,24 @@ def test_apply_on_a_dumped_config_round_trips():
 def test_apply_refuses_unknown_paths():
     with pytest.raises(ValueError, match="'clreg.temperature' is not a config field"):
         apply({}, {"clreg.temperature": 1.0})
+
+
+def test_categorical_and_grid_are_one_class_with_their_own_keys():
+    """`categorical` takes `choices` and is sampled; `grid` takes `values` and is enumerated; the other key is
+    refused with the one to use."""
+    from search_spaces.space import CategoricalParam, is_grid
+
+    space = SearchSpace.from_dict({"parameters": {
+        "method.name": {"type": "grid", "values": ["npo", "simnpo"]},
+        "clreg.form": {"type": "categorical", "choices": ["dpo", "infonce"]},
+    }})
+    grid, sampled = space.params["method.name"], space.params["clreg.form"]
+    assert type(grid) is type(sampled) is CategoricalParam
+    assert is_grid(grid) and not is_grid(sampled)
+    assert grid.options(None) == ["npo", "simnpo"] and sampled.bounds() == ["dpo", "infonce"]
+    assert space.with_seeds([0]).params["method.name"] == grid  # dumps and parses back with the same keys
+    for spec, message in [({"type": "grid", "choices": ["npo"]}, "lists its values under `values`, not `choices`"),
+                          ({"type": "categorical", "values": ["npo"]}, "under `choices`, not `values`"),
+                          ({"type": "grid"}, "a grid parameter needs `values`")]:
+        with pytest.raises(SearchSpaceError, match=f"parameter 'method.name': .*{message}"):
+            SearchSpace.from_dict({"parameters": {"method.name": spec}})
