@@ -69,9 +69,9 @@ def _shipped_run(cfg, prepared, out: Path, seeds: list[int]) -> dict:
     from trainables.engine.trainer import build_trainer, fit_to_end
     from trainables.engine.worker import WorkerJob
 
-    job = WorkerJob(trial=cfg.model_dump(mode="json", by_alias=True), task="unlearn", model_dir=prepared.target_dir,
+    job = WorkerJob(trial=cfg, task="unlearn", model_dir=prepared.target_dir,
                     output_dir=str(out), oracle_reference=prepared.oracle_reference, seeds=seeds)
-    return fit_to_end(build_trainer(job, cfg, storage_path=str(out / "ray"), name=out.name), out)
+    return fit_to_end(build_trainer(job, storage_path=str(out / "ray"), name=out.name), out)
 
 
 def _trial_run(cfg, prepared, work: Path) -> dict[str, float]:

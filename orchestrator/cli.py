@@ -95,13 +95,13 @@ def _run_trial(args, cfg, bench, out: Path) -> int:
     with ray_cluster(args.address):
         warn_if_trial_does_not_fit(cfg.train, console.print)
         prepared = prepare(cfg, log=console.print, bench=bench)
-        job = WorkerJob(trial=cfg.model_dump(mode="json", by_alias=True), task="unlearn",
+        job = WorkerJob(trial=cfg, task="unlearn",
                         model_dir=prepared.target_dir, output_dir=str(out),
                         oracle_reference=prepared.oracle_reference)
         console.print(f"run: {cfg.method.name} + CLReg({'on' if cfg.clreg.enabled else 'off'}) with "
                       f"{cfg.train.num_workers} worker(s), ZeRO-{cfg.train.zero_stage} -> {out}")
         try:
-            final = fit_to_end(build_trainer(job, cfg, storage_path=str(out / "ray"), name="trial"), out)
+            final = fit_to_end(build_trainer(job, storage_path=str(out / "ray"), name="trial"), out)
         except Exception as e:  # a failed or diverged trial: say why, exit 1 (not 2: the input was valid)
             console.print(f"[red]trial failed:[/red] {escape(f'{type(e).__name__}: {e}')}")
             return 1

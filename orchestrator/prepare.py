@@ -164,9 +164,9 @@ def _build(cfg: TrialConfig, bench: Benchmark, key: str, build: Path, log) -> di
                     "base": evaluate_saved_model(base, cfg, metrics=list(BEFORE_METRICS))}
     for split in ("target", "oracle"):
         log(f"prepare: fine-tuning the {split} model ({cfg.prepare.epochs} epochs) ...")
-        job = WorkerJob(trial=cfg.model_dump(mode="json", by_alias=True), task="finetune", model_dir=base,
+        job = WorkerJob(trial=cfg, task="finetune", model_dir=base,
                         output_dir=str(build / split), finetune_split=split, evaluate=True)
-        outcome = fit_to_end(build_trainer(job, cfg, storage_path=str(build / "ray"), name=f"prepare-{split}"),
+        outcome = fit_to_end(build_trainer(job, storage_path=str(build / "ray"), name=f"prepare-{split}"),
                              build / split)
         report[split] = {k: v for k, v in load_eval(build / split).aggregates.items()
                          if isinstance(v, (int, float))}

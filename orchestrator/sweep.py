@@ -27,7 +27,7 @@ from orchestrator.preflight import DataCheck, check_trial
 from orchestrator.run_record import RunRecord, collect
 from orchestrator.sweep_config import SweepConfig
 from orchestrator.sweep_state import STATE_FILE, read_state
-from orchestrator.trial_record import build_record, write_record
+from orchestrator.trial_record import build_record, record_for, resolve_point, write_record
 from orchestrator.writable import write_problem
 from search_spaces.presets import load_preset
 from search_spaces.space import SearchSpace, is_grid
@@ -204,20 +204,19 @@ def trial_driver(params: dict, *, base: dict, target_dir: str, oracle_reference:
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from orchestrator.repeats import run_seeds
-    from trainables.config import TrialConfig
     from trainables.engine.trainer import build_trainer, fit_to_end
     from trainables.engine.worker import NonFiniteLossError, WorkerJob
 
     trial_id = tune.get_context().get_trial_id()
     out = Path(trials_dir) / trial_id
-    record = build_record(trial_id, base, params, repeat_seeds, num_layers)
+    cfg = resolve_point(base, params, repeat_seeds)
+    record = record_for(trial_id, cfg, params, repeat_seeds, num_layers)
     write_record(record, out)
-    cfg = TrialConfig.model_validate(record.config)
 
     def fit(pending: list[int]) -> dict:
-        job = WorkerJob(trial=record.config, task="unlearn", model_dir=target_dir, output_dir=str(out),
+        job = WorkerJob(trial=cfg, task="unlearn", model_dir=target_dir, output_dir=str(out),
                         oracle_reference=oracle_reference, seeds=pending)
-        return fit_to_end(build_trainer(job, cfg, storage_path=str(out / "ray"), name=f"trial-{trial_id}",
+        return fit_to_end(build_trainer(job, storage_path=str(out / "ray"), name=f"trial-{trial_id}",
                                         callbacks=[TuneReportCallback()]), out)
 
     try:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from trainables.atomic_files import write_bytes_atomic
+from trainables.config import TrialConfig
 from trainables.report_keys import TRIAL_RECORD_FILE
 
 
@@ -59,29 +60,34 @@ class TrialRecord:
         return cls(**{name: data[name] for name in cls.__dataclass_fields__})
 
 
-def build_record(trial_id: str, base: Mapping[str, Any], params: Mapping[str, Any], repeat_seeds: Sequence[int],
-                 num_layers: int) -> TrialRecord:
-    """The record of the trial that runs `params` on the sweep's `base`.
+def resolve_point(base: Mapping[str, Any], params: Mapping[str, Any], repeat_seeds: Sequence[int]) -> TrialConfig:
+    """The validated config of the trial that runs `params` on the sweep's `base`: the one place a sampled point
+    becomes a `TrialConfig` (the workers get this object, not a dump of it).
 
     Args:
-        trial_id: Tune's trial id.
         base: the sweep's base trial config (JSON values, by alias).
         params: the sampled point.
         repeat_seeds: the space's seeds per point (`SearchSpace.repeat_seeds`). With several, the trial trains
             each; with one, it is the point's `train.seed`; with none, the point's own `train.seed` is the seed.
-        num_layers: the model's decoder layers, to resolve `clreg.layer` to an index.
 
     Raises:
-        ValidationError, ValueError or LayerError when the point does not make a valid trial (validation has
-        checked every point of the space, so a sweep never sees one).
+        ValidationError or ValueError when the point does not make a valid trial (validation has checked every
+        point of the space, so a sweep never sees one).
     """
     from search_spaces.space import SEED_PATH, apply
-    from trainables.config import TrialConfig
+
+    point = {**params, SEED_PATH: repeat_seeds[0]} if len(repeat_seeds) == 1 else dict(params)
+    return TrialConfig.model_validate(apply(dict(base), point))
+
+
+def record_for(trial_id: str, cfg: TrialConfig, params: Mapping[str, Any], repeat_seeds: Sequence[int],
+               num_layers: int) -> TrialRecord:
+    """The record of trial `trial_id`, whose resolved config is `cfg` (`resolve_point`) and sampled point `params`;
+    `num_layers` (the model's decoder layers) resolves `clreg.layer` to an index (LayerError when it does not
+    fit)."""
     from trainables.model.layers import resolve_layer
     from trainables.objectives import resolve_method
 
-    point = {**params, SEED_PATH: repeat_seeds[0]} if len(repeat_seeds) == 1 else dict(params)
-    cfg = TrialConfig.model_validate(apply(dict(base), point))
     active = cfg.clreg.active
     return TrialRecord(
         trial_id=trial_id,
@@ -92,6 +98,13 @@ def build_record(trial_id: str, base: Mapping[str, Any], params: Mapping[str, An
         target_layer=resolve_layer(cfg.clreg.layer, num_layers) if active else None,
         method_params=dict(resolve_method(cfg.method).params),
     )
+
+
+def build_record(trial_id: str, base: Mapping[str, Any], params: Mapping[str, Any], repeat_seeds: Sequence[int],
+                 num_layers: int) -> TrialRecord:
+    """The record of the trial that runs `params` on the sweep's `base` (`resolve_point`, then `record_for`): what
+    the tracker logs for a trial it sees start."""
+    return record_for(trial_id, resolve_point(base, params, repeat_seeds), params, repeat_seeds, num_layers)
 
 
 def write_record(record: TrialRecord, trial_dir: str | Path) -> Path:

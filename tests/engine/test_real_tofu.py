@@ -59,9 +59,9 @@ def prepared(base_cfg):
 def _unlearn(cfg: TrialConfig, prepared, clreg: bool) -> dict:
     trial = cfg.model_copy(update={"clreg": cfg.clreg.model_copy(update={"enabled": clreg})})
     out = Path(cfg.output_dir) / f"simnpo-clreg-{'on' if clreg else 'off'}"
-    job = WorkerJob(trial=trial.model_dump(mode="json", by_alias=True), task="unlearn",
+    job = WorkerJob(trial=trial, task="unlearn",
                     model_dir=prepared.target_dir, output_dir=str(out), oracle_reference=prepared.oracle_reference)
-    final = fit_to_end(build_trainer(job, trial, storage_path=str(out / "ray"), name=out.name), out)
+    final = fit_to_end(build_trainer(job, storage_path=str(out / "ray"), name=out.name), out)
     return {**load_eval(out).aggregates, "clreg_loss": final.get("train/clreg_loss")}
 
 

@@ -67,9 +67,9 @@ def _trajectory(cfg: TrialConfig, prepared, name: str, workers: int, accum: int,
         "num_workers": workers, "grad_accum": accum, "zero_stage": zero, "epochs": 2, "micro_batch_size": 2,
         "lr": 5e-4})})
     out = f"{cfg.output_dir}/{name}"
-    job = WorkerJob(trial=trial.model_dump(mode="json", by_alias=True), task="unlearn",
+    job = WorkerJob(trial=trial, task="unlearn",
                     model_dir=prepared.target_dir, output_dir=out, evaluate=False)
-    result = build_trainer(job, trial, storage_path=f"{out}/ray", name=name).fit()
+    result = build_trainer(job, storage_path=f"{out}/ray", name=name).fit()
     assert result.error is None
     with result.checkpoint.as_directory() as d:
         history = json.loads(open(f"{d}/{STATE_FILE}").read())["history"]
@@ -93,9 +93,9 @@ def test_gradascent_that_destroys_the_model_drives_utility_down(prepared, base_c
         "train": base_cfg.train.model_copy(update={"epochs": 3, "lr": 2e-2, "micro_batch_size": 4}),
     })
     out = f"{base_cfg.output_dir}/gradascent"
-    job = WorkerJob(trial=trial.model_dump(mode="json", by_alias=True), task="unlearn",
+    job = WorkerJob(trial=trial, task="unlearn",
                     model_dir=prepared.target_dir, output_dir=out, oracle_reference=prepared.oracle_reference)
-    assert build_trainer(job, trial, storage_path=f"{out}/ray", name="ga").fit().error is None
+    assert build_trainer(job, storage_path=f"{out}/ray", name="ga").fit().error is None
     after = json.loads(open(f"{out}/eval_aggregates.json").read())
     before = prepared.report["target"]
     assert before["retain_prob"] > 0.2, before  # the premise: the target knew its retain set
@@ -112,9 +112,9 @@ def test_npo_reference_model_under_zero3_with_two_workers(prepared, base_cfg):
                                                    "micro_batch_size": 2}),
     })
     out = f"{base_cfg.output_dir}/npo-z3"
-    job = WorkerJob(trial=trial.model_dump(mode="json", by_alias=True), task="unlearn",
+    job = WorkerJob(trial=trial, task="unlearn",
                     model_dir=prepared.target_dir, output_dir=out, evaluate=False)
-    result = build_trainer(job, trial, storage_path=f"{out}/ray", name="npo-z3").fit()
+    result = build_trainer(job, storage_path=f"{out}/ray", name="npo-z3").fit()
     assert result.error is None
     # At the first steps theta == ref, so NPO's forget loss starts at (2/beta) log 2 and moves from there.
     assert 0 < result.metrics["train/forget_loss"] < 2 / 0.1 * 0.6932
@@ -160,9 +160,9 @@ def test_lora_trial_with_evaluation_every_epoch(prepared, base_cfg):
     })
     trial = TrialConfig.model_validate(trial.model_dump(mode="json", by_alias=True))
     out = f"{base_cfg.output_dir}/lora"
-    job = WorkerJob(trial=trial.model_dump(mode="json", by_alias=True), task="unlearn",
+    job = WorkerJob(trial=trial, task="unlearn",
                     model_dir=prepared.target_dir, output_dir=out, oracle_reference=prepared.oracle_reference)
-    result = build_trainer(job, trial, storage_path=f"{out}/ray", name="lora").fit()
+    result = build_trainer(job, storage_path=f"{out}/ray", name="lora").fit()
     assert result.error is None
     with result.checkpoint.as_directory() as d:
         history = json.loads(open(f"{d}/{STATE_FILE}").read())["history"]
@@ -182,9 +182,9 @@ def test_a_rerun_of_the_same_trial_resumes_from_its_newest_checkpoint(prepared, 
     def fit(epochs: int):
         trial = base_cfg.model_copy(update={"train": base_cfg.train.model_copy(update={"epochs": epochs})})
         out = f"{base_cfg.output_dir}/resume"
-        job = WorkerJob(trial=trial.model_dump(mode="json", by_alias=True), task="unlearn",
+        job = WorkerJob(trial=trial, task="unlearn",
                         model_dir=prepared.target_dir, output_dir=out, evaluate=False)
-        result = build_trainer(job, trial, storage_path=f"{out}/ray", name="resume").fit()
+        result = build_trainer(job, storage_path=f"{out}/ray", name="resume").fit()
         assert result.error is None
         with result.checkpoint.as_directory() as d:
             return json.loads(open(f"{d}/{STATE_FILE}").read())["history"]
@@ -203,9 +203,9 @@ def test_one_run_trains_every_seed_and_a_rerun_only_what_is_left(prepared, base_
     trial = base_cfg.model_copy(update={"train": base_cfg.train.model_copy(update={"epochs": 2})})
 
     def fit(seeds: list[int]) -> dict:
-        job = WorkerJob(trial=trial.model_dump(mode="json", by_alias=True), task="unlearn",
+        job = WorkerJob(trial=trial, task="unlearn",
                         model_dir=prepared.target_dir, output_dir=str(out), evaluate=False, seeds=seeds)
-        return fit_to_end(build_trainer(job, trial, storage_path=f"{out}/ray", name="seeds"), out)
+        return fit_to_end(build_trainer(job, storage_path=f"{out}/ray", name="seeds"), out)
 
     def outcome(seed: int) -> dict:
         return json.loads((out / f"seed-{seed}" / OUTCOME_FILE).read_text())
@@ -237,9 +237,9 @@ def test_two_workers_agree_on_which_seeds_are_left(prepared, base_cfg):
         update={"epochs": 1, "num_workers": 2, "zero_stage": 2, "micro_batch_size": 2})})
     (out / "seed-3").mkdir(parents=True)
     (out / "seed-3" / OUTCOME_FILE).write_text(json.dumps({"trial_complete": 1, "train/loss": -1.0}))
-    job = WorkerJob(trial=trial.model_dump(mode="json", by_alias=True), task="unlearn",
+    job = WorkerJob(trial=trial, task="unlearn",
                     model_dir=prepared.target_dir, output_dir=str(out), evaluate=False, seeds=[3, 4])
-    run = fit_to_end(build_trainer(job, trial, storage_path=f"{out}/ray", name="seeds-2w"), out)
+    run = fit_to_end(build_trainer(job, storage_path=f"{out}/ray", name="seeds-2w"), out)
     assert run["trial_complete"] == 1
     assert json.loads((out / "seed-3" / OUTCOME_FILE).read_text())["train/loss"] == -1.0  # skipped, untouched
     assert json.loads((out / "seed-4" / OUTCOME_FILE).read_text())["epoch"] == 1

@@ -12,9 +12,12 @@ from trainables.config import TrialConfig
 
 @dataclass
 class WorkerJob:
-    """What one Ray Train run does, passed as `train_loop_config` (plain JSON-able values only)."""
+    """What one Ray Train run does, passed as `train_loop_config` (Ray pickles it to every worker).
 
-    trial: dict
+    `trial` is the validated config itself, so a worker does not parse a dump of it again.
+    """
+
+    trial: TrialConfig
     task: str  # "unlearn" or "finetune"
     model_dir: str
     output_dir: str

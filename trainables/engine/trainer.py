@@ -14,7 +14,6 @@ import os
 import time
 from pathlib import Path
 
-from trainables.config import TrialConfig
 from trainables.engine.worker import NonFiniteLossError, WorkerJob, train_worker, verbose
 from trainables.report_keys import DIVERGED, DIVERGENCE_REASON, OUTCOME_FILE
 
@@ -23,12 +22,11 @@ from trainables.report_keys import DIVERGED, DIVERGENCE_REASON, OUTCOME_FILE
 WORKER_ENV = {"TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
 
 
-def build_trainer(job: WorkerJob, cfg: TrialConfig, storage_path: str, name: str, callbacks: list | None = None):
-    """A `TorchTrainer` for `job`.
+def build_trainer(job: WorkerJob, storage_path: str, name: str, callbacks: list | None = None):
+    """A `TorchTrainer` for `job`, scaled and retried as its trial config (`job.trial`) says.
 
     Args:
-        job: What the workers do (task, start model, output directory).
-        cfg: The validated trial config (scaling, failures).
+        job: What the workers do (trial config, task, start model, output directory).
         storage_path: Where Ray Train persists checkpoints (shared storage on a multi-node cluster).
         name: Deterministic run name (from the trial id), so a restarted trial finds its own checkpoints.
         callbacks: Ray Train callbacks, e.g. `TuneReportCallback()` inside a Tune trial.
@@ -36,6 +34,7 @@ def build_trainer(job: WorkerJob, cfg: TrialConfig, storage_path: str, name: str
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    cfg = job.trial
     use_gpu = cfg.train.gpus_per_worker > 0
     resources = {"CPU": cfg.train.cpus_per_worker}
     if use_gpu:

@@ -13,7 +13,6 @@ import os
 
 import torch
 
-from trainables.config import TrialConfig
 from trainables.engine.job import SetupClock, WorkerJob, WorkerPlace
 from trainables.engine.recipes import finetune, unlearn
 from trainables.model.loading import load_tokenizer
@@ -35,7 +34,7 @@ def train_worker(job_dict: dict) -> None:
 
     clock.lap("import")
     job = WorkerJob(**job_dict)
-    cfg = TrialConfig.model_validate(job.trial)
+    cfg = job.trial
     place = WorkerPlace.current(cfg)
     torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker)))
     tokenizer = load_tokenizer(job.model_dir, cfg.model.trust_remote_code)
