@@ -15,7 +15,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from trainables.report_keys import OUTCOME_FILE, TRIAL_COMPLETE, finished_outcome, seed_dir
+from trainables.report_keys import OUTCOME_FILE, TRIAL_COMPLETE, finished_outcome, seed_dir, seed_key
 
 
 def mean_over_seeds(results: list[dict]) -> dict[str, float]:
@@ -66,7 +66,7 @@ def final_result(seeds: Sequence[int], results: list[dict], run: dict) -> dict[s
     costs = {k: v for k, v in run.items() if k.endswith("_seconds") and k not in results[0]}
     if len(results) == 1:
         return {**results[0], **costs, TRIAL_COMPLETE: 1}
-    per_seed = {f"seed{seed}/{k}": v for seed, metrics in zip(seeds, results) for k, v in metrics.items()
+    per_seed = {seed_key(seed, k): v for seed, metrics in zip(seeds, results) for k, v in metrics.items()
                 if _finite(v) and k != TRIAL_COMPLETE}
     texts = {k: v for k, v in results[-1].items() if isinstance(v, str)}
     return {**per_seed, **mean_over_seeds(results), **texts, **costs, "num_seeds": len(seeds), TRIAL_COMPLETE: 1}
