@@ -87,6 +87,7 @@ def cmd_run(args) -> int:
 
 def _run_trial(args, cfg, bench, out: Path) -> int:
     """`run` past its checks: prepare, train and evaluate one trial into `out` on a Ray cluster."""
+    from orchestrator.attack_reference import trial_attack_reference
     from orchestrator.cluster import ray_cluster, warn_if_trial_does_not_fit
     from orchestrator.prepare import prepare
     from trainables.engine.trainer import build_trainer, fit_to_end
@@ -95,9 +96,9 @@ def _run_trial(args, cfg, bench, out: Path) -> int:
     with ray_cluster(args.address):
         warn_if_trial_does_not_fit(cfg.train, console.print)
         prepared = prepare(cfg, log=console.print, bench=bench)
-        job = WorkerJob(trial=cfg, task="unlearn",
-                        model_dir=prepared.target_dir, output_dir=str(out),
-                        oracle_reference=prepared.oracle_reference)
+        job = WorkerJob(trial=cfg, task="unlearn", model_dir=prepared.target_dir, output_dir=str(out),
+                        oracle_reference=prepared.oracle_reference,
+                        attack_reference=trial_attack_reference(cfg, prepared, console.print))
         console.print(f"run: {cfg.method.name} + CLReg({'on' if cfg.clreg.enabled else 'off'}) with "
                       f"{cfg.train.num_workers} worker(s), ZeRO-{cfg.train.zero_stage} -> {out}")
         try:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainables.config import ModelConfig, TrialConfig
+from trainables.config import ATTACK_METRICS, ModelConfig, TrialConfig
 from trainables.data.loading import load_benchmark
 from trainables.data.optional_sets import OptionalSet, absent_sets
 from trainables.data.schema import Benchmark, require_paraphrases
@@ -25,6 +25,7 @@ from trainables.model.loading import (
 )
 from trainables.model.tiny import TINY_PRESET, tiny_llama_config, tokenizer_texts, train_tokenizer
 from trainables.objectives import resolve_method
+from trainables.report_keys import QUANT_Q, RELEARN_R, RELEARN_RECOVERY, ROBUSTNESS
 
 
 def check_model(model: ModelConfig) -> int:
@@ -167,7 +168,54 @@ def check_trial(cfg: TrialConfig) -> Checked:
         resolve_layer(cfg.clreg.layer, num_layers)
     if cfg.clreg.enabled and cfg.clreg.positives == "paraphrase":
         require_paraphrases(bench)
+    if cfg.attack.active:
+        check_attack(cfg, bench)
     return Checked(bench, check_data(cfg, bench), num_layers, oracle_log)
+
+
+def check_attack(cfg: TrialConfig, bench: Benchmark) -> None:
+    """The attacks measure TOFU's forget metrics, the relearning attack on half of the forget set.
+
+    Raises:
+        ValueError naming `attack.when` and what the benchmark lacks.
+    """
+    if bench.family != "tofu":
+        raise ValueError(f"attack.when {cfg.attack.when!r}: the attacks measure TOFU's forget metrics "
+                         f"({', '.join(cfg.attack.metrics)}), and data.benchmark {cfg.data.benchmark!r} is a "
+                         f"{bench.family} benchmark; allowed: attack.when never, or a TOFU-style benchmark")
+    if cfg.attack.relearn.enabled and len(bench.forget) < 2:
+        raise ValueError(f"attack.relearn: the forget set has {len(bench.forget)} row(s); the relearning attack "
+                         "needs 2 or more (one half to relearn on, one to measure); allowed: attack.relearn.enabled "
+                         "false, or a larger forget split")
+
+
+def check_attack_objective(field: str, metric: str, cfg: TrialConfig) -> None:
+    """An attack metric as an objective: the trial must measure it before it ends.
+
+    Raises:
+        ValueError naming `field`, the attack setting that keeps `metric` from being measured and its fix.
+    """
+    a = cfg.attack
+    if a.when != "final":
+        raise ValueError(f"{field} {metric} is measured by an attack, and base.attack.when is {a.when!r}; allowed: "
+                         "base.attack.when final (a front attack runs after the sweep, too late for the search)")
+    family, _, name = metric.partition("/")
+    quantized = metric == QUANT_Q or (family.startswith("quant") and family != "quant")
+    attack, enabled = ("quantize", a.quantize.enabled) if quantized else ("relearn", a.relearn.enabled)
+    if not enabled:
+        raise ValueError(f"{field} {metric} needs base.attack.{attack}.enabled true")
+    if family.removeprefix("quant").isdigit() and int(family.removeprefix("quant")) not in a.quantize.bits:
+        raise ValueError(f"{field} {metric}: {family.removeprefix('quant')} bits is not in base.attack.quantize.bits "
+                         f"{a.quantize.bits}")
+    measured = name.removesuffix("_before")
+    if measured in ATTACK_METRICS and measured not in a.metrics:
+        raise ValueError(f"{field} {metric}: {measured} is not in base.attack.metrics {a.metrics}")
+    if metric == ROBUSTNESS and not a.relearn.enabled:
+        raise ValueError(f"{field} {metric} combines relearn/R with quant/Q and needs base.attack.relearn.enabled")
+    if metric in (RELEARN_R, RELEARN_RECOVERY, ROBUSTNESS) and not (cfg.prepare.enabled or cfg.prepare.oracle_path):
+        raise ValueError(f"{field} {metric} compares with the oracle model under the same attack; allowed: "
+                         "base.prepare.enabled true or base.prepare.oracle_path (an oracle log holds no model to "
+                         "attack)")
 
 
 def preflight_tokenizer(cfg: TrialConfig, bench: Benchmark) -> tuple[Any, str]:

@@ -32,7 +32,18 @@ from orchestrator import tracking
 from orchestrator.pareto import summarize
 from orchestrator.pareto_artifacts import Marker, pareto_figure, trial_label
 from orchestrator.references import References
-from orchestrator.report_document import Block, Bullets, Heading, Image, Paragraph, Table, to_html, to_markdown
+from orchestrator.report_attacks import attack_table, relearn_points
+from orchestrator.report_document import (
+    Block,
+    Bullets,
+    Heading,
+    Image,
+    Paragraph,
+    Table,
+    number_cell,
+    to_html,
+    to_markdown,
+)
 from orchestrator.report_plots import (
     ENTANGLEMENT_MEASURES,
     CurvePanel,
@@ -45,6 +56,7 @@ from orchestrator.report_plots import (
     heatmap_figure,
     mean_std,
     png_bytes,
+    relearn_figure,
     tau_curves_figure,
 )
 from orchestrator.sweep import STATE_FILE, load_sweep_dir, resolve_space
@@ -61,6 +73,7 @@ PARETO_PNG = "pareto.png"
 TAU_PNG = "tau_curves.png"
 HEATMAP_PNG = "layer_tau_heatmap.png"
 ENTANGLEMENT_PNG = "entanglement.png"
+RELEARN_PNG = "relearn.png"
 
 # Grid parameters that are axes or groups of the ablation plots in their own right (or are averaged over).
 _AXES = {SEED_PATH, "method.name", CLREG_SWITCH, "clreg.layer", "clreg.tau"}
@@ -215,6 +228,15 @@ def sweep_report(sweep_dir: str | Path, html: bool = False) -> SweepReport:
         panels = ablation.plots[HEATMAP_PNG]
         out.image(HEATMAP_PNG, panels, heatmap_figure(panels, columns=len(sweep.objectives)), "layer x tau heatmap",
                   "Each cell: mean ± std over seeds of the CLReg trials at that layer and τ; brighter is better.")
+    out.blocks += attack_table(rows, sweep.labels, cfg.base.attack)
+    relearned = relearn_points(rows, sweep.labels, cfg.base.attack.metric)
+    if relearned:
+        out.image(RELEARN_PNG, relearned, relearn_figure(relearned, cfg.base.attack.metric),
+                  "before vs after relearning",
+                  "Each attacked trial's attack metric on the held-out half B before and after relearning on half A; "
+                  "above the diagonal, relearning brought knowledge back.")
+    elif cfg.base.attack.active:
+        out.skip("before vs after relearning", "no finished trial has relearning figures")
     entangled = _entanglement_plot(root / "trials", sweep)
     if isinstance(entangled, str):
         out.skip("entanglement per layer", entangled)
@@ -327,7 +349,7 @@ def _references_table(sweep: _Sweep, out: _Draft) -> None:
                                 "of the Pareto front or its hypervolume."))
     if refs.points:
         out.blocks.append(Table(["reference point", *names],
-                                [[p.label, *(_num(p.metrics.get(m)) for m in names)] for p in refs.points]))
+                                [[p.label, *(number_cell(p.metrics.get(m)) for m in names)] for p in refs.points]))
     if refs.absent:
         out.blocks.append(Bullets([f"{name}: not shown, {why}" for name, why in refs.absent.items()]))
 
@@ -344,7 +366,7 @@ def _tables(sweep: _Sweep, front: set[str], grid_params: list[str], out: _Draft)
         candidates = [r for r in sweep.rows if _finite(r.metrics.get(m))]
         if candidates:
             best = (max if mode == "max" else min)(candidates, key=lambda r: r.metrics[m])
-            best_rows.append([m, best.trial_id, _num(best.metrics[m]),
+            best_rows.append([m, best.trial_id, number_cell(best.metrics[m]),
                               ", ".join(f"{p}={_param(best.searched(p))}" for p in searched)])
     out.blocks += [Heading("Best trial per objective"), Table(["objective", "trial", "value", "params"], best_rows)]
     if grid_params:
@@ -598,8 +620,5 @@ def _param(text: str) -> str:
 def _with_spread(metrics: dict[str, float], name: str) -> str:
     """A trial's metric, as `mean ± std` when the trial averaged several seeds (it then logged `<name>_std`)."""
     std = metrics.get(f"{name}_std")
-    return _num(metrics.get(name)) + (f" ± {std:.2g}" if _finite(std) and metrics.get("num_seeds", 1) > 1 else "")
-
-
-def _num(v) -> str:
-    return f"{v:.4g}" if _finite(v) else "-"
+    spread = f" ± {std:.2g}" if _finite(std) and metrics.get("num_seeds", 1) > 1 else ""
+    return number_cell(metrics.get(name)) + spread

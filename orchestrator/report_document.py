@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -50,6 +51,11 @@ class Bullets:
 
 
 Block = Heading | Paragraph | Table | Image | Bullets
+
+
+def number_cell(value: object) -> str:
+    """A table cell of a number: 4 significant digits, "-" for a missing or non-finite value."""
+    return f"{value:.4g}" if isinstance(value, (int, float)) and math.isfinite(value) else "-"
 
 
 def to_markdown(blocks: Sequence[Block]) -> str:

@@ -202,3 +202,37 @@ def _figure(rows: int, columns: int, width: float, height: float) -> tuple[Figur
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, columns, squeeze=False)
     return fig, axes
+
+
+@dataclass(frozen=True)
+class RelearnPoint:
+    """One attacked trial: the attack metric on the held-out half B before and after relearning on half A."""
+
+    label: str
+    clreg: bool
+    before: float
+    after: float
+
+
+def relearn_figure(points: Sequence[RelearnPoint], metric: str) -> Figure:
+    """Before (x) against after (y) relearning, CLReg trials as dots and the others as crosses, with the diagonal
+    where nothing came back: the higher above it a trial sits, the more of what it forgot relearning restored."""
+    fig, axes = _figure(1, 1, width=5.2, height=4.6)
+    ax = axes[0][0]
+    for clreg, marker, name in ((True, "o", "with CLReg"), (False, "x", "without CLReg")):
+        chosen = [p for p in points if p.clreg == clreg]
+        if chosen:
+            ax.scatter([p.before for p in chosen], [p.after for p in chosen], marker=marker, s=36, label=name)
+            for p in chosen:
+                ax.annotate(p.label, (p.before, p.after), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    values = [v for p in points for v in (p.before, p.after)]
+    low, high = min(values), max(values)
+    pad = 0.05 * (high - low or 1.0)
+    ax.plot([low - pad, high + pad], [low - pad, high + pad], color="#888888", linestyle=":", linewidth=1.2,
+            label="no change")
+    ax.set_xlabel(f"{metric} on half B, before relearning")
+    ax.set_ylabel(f"{metric} on half B, after relearning on half A")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig

@@ -23,7 +23,7 @@ import yaml
 
 from orchestrator import tracking
 from orchestrator.pareto_artifacts import Marker
-from orchestrator.preflight import DataCheck, check_trial
+from orchestrator.preflight import DataCheck, check_attack_objective, check_trial
 from orchestrator.run_record import RunRecord, collect
 from orchestrator.sweep_config import SweepConfig
 from orchestrator.sweep_state import STATE_FILE, read_state
@@ -38,7 +38,7 @@ from trainables.report_keys import DIVERGED, DIVERGENCE_REASON
 SWEEP_FILE = "sweep.yaml"
 TUNE_NAME = "tune"
 # Sections a search space may not touch: every trial of a sweep shares one prepared target model and benchmark.
-FROZEN_SECTIONS = ("data", "model", "prepare", "output_dir")
+FROZEN_SECTIONS = ("data", "model", "prepare", "attack", "output_dir")
 
 
 class SweepError(ValueError):
@@ -136,7 +136,7 @@ def validate_sweep(cfg: SweepConfig, address: str | None = None) -> ValidatedSwe
     frozen = [p for p in space.params if p.split(".")[0] in FROZEN_SECTIONS]
     if frozen:
         raise SweepError(f"space: {', '.join(frozen)} cannot be searched (one prepared model and benchmark per "
-                         f"sweep); searchable sections: method, clreg, train, eval")
+                         f"sweep, one attack protocol); searchable sections: method, clreg, train, eval")
     prep = cfg.base.prepare
     # An open-unlearning log replaces any trained oracle's reference, so it must hold what each objective reads.
     oracle_log = trial.oracle_log
@@ -144,6 +144,12 @@ def validate_sweep(cfg: SweepConfig, address: str | None = None) -> ValidatedSwe
         if obj.metric not in REPORTED:
             raise SweepError(f"objectives[{i}].metric {obj.metric!r} is reported by no metric; allowed: "
                              f"{', '.join(REPORTED.names())}")
+        if REPORTED.get(obj.metric).kind == "attack":
+            try:
+                check_attack_objective(f"objectives[{i}].metric", obj.metric, cfg.base)
+            except ValueError as e:
+                raise SweepError(str(e)) from None
+            continue
         needs_oracle = REPORTED.get(obj.metric).needs_oracle
         if needs_oracle and oracle_log is None and not prep.enabled and not prep.oracle_path:
             raise SweepError(f"objectives[{i}].metric {obj.metric} needs the oracle model: set prepare.enabled, "
@@ -191,8 +197,8 @@ def sweep_tracking_uri(cfg: SweepConfig) -> str:
     return cfg.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or tracking.default_tracking_uri(Path.cwd())
 
 
-def trial_driver(params: dict, *, base: dict, target_dir: str, oracle_reference: str | None, trials_dir: str,
-                 repeat_seeds: list[int], num_layers: int) -> None:
+def trial_driver(params: dict, *, base: dict, target_dir: str, oracle_reference: str | None,
+                 attack_reference: str | None, trials_dir: str, repeat_seeds: list[int], num_layers: int) -> None:
     """One Tune trial: the sampled `params` applied to `base`, run as a Ray Train + DeepSpeed job.
 
     The trial's record (`trial_record.build_record`) is written to `trials/<id>/trial.json` before training. One
@@ -215,7 +221,7 @@ def trial_driver(params: dict, *, base: dict, target_dir: str, oracle_reference:
 
     def fit(pending: list[int]) -> dict:
         job = WorkerJob(trial=cfg, task="unlearn", model_dir=target_dir, output_dir=str(out),
-                        oracle_reference=oracle_reference, seeds=pending)
+                        oracle_reference=oracle_reference, attack_reference=attack_reference, seeds=pending)
         return fit_to_end(build_trainer(job, storage_path=str(out / "ray"), name=f"trial-{trial_id}",
                                         callbacks=[TuneReportCallback()]), out)
 
@@ -243,8 +249,10 @@ class SweepOutcome:
 def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool = False,
               log=print) -> SweepOutcome:
     """Run (or resume) the sweep `checked` describes on the cluster at `address` (or a local one)."""
+    from orchestrator.attack_reference import trial_attack_reference
     from orchestrator.cluster import check_resources_before_start, ray_cluster, warn_if_trial_does_not_fit
     from orchestrator.console_log import is_verbose
+    from orchestrator.front_attack import attack_front
     from orchestrator.prepare import prepare
     from orchestrator.references import load_references
     from orchestrator.search import study_url_for_restore
@@ -262,6 +270,7 @@ def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool 
         warn_if_trial_does_not_fit(cfg.base.train, log)
         _claim_sweep_dir(paths, cfg, resume)
         prepared = prepare(cfg.base, log=log, bench=checked.bench)
+        attack_ref = trial_attack_reference(cfg.base, prepared, log)
         references = load_references(cfg.base, prepared, checked.bench, log=log)
         names = [m for m, _ in cfg.objective_modes]
         markers = references.markers(names)
@@ -285,10 +294,13 @@ def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool 
                 "cluster); --verbose prints them here")
         # Where a restored searcher finds the study: this folder's, also when the folder has moved since it started.
         with study_url_for_restore(paths.optuna_url(cfg)):
-            results = _tuner(checked, paths, prepared, runs, resume, record, markers).fit()
+            results = _tuner(checked, paths, prepared, attack_ref, runs, resume, record, markers).fit()
+        # Stopped before every trial ended (Ctrl-C): the parent run must not look complete; `resume` reopens it.
+        interrupted = results.num_terminated + results.num_errors < checked.num_trials
+        if cfg.base.attack.when == "front" and not interrupted:
+            front = tracking.update_pareto(runs, cfg.objective_modes, markers=markers).front
+            attack_front(cfg.base, front, runs, paths.trials, prepared, log)
     summary = tracking.update_pareto(runs, cfg.objective_modes, markers=markers)
-    # Stopped before every trial ended (Ctrl-C): the parent run must not look complete; `resume` reopens it.
-    interrupted = results.num_terminated + results.num_errors < checked.num_trials
     # Trials that crashed beyond their retries make the sweep FAILED; diverged trials are search outcomes.
     tracking.close_sweep(runs, "KILLED" if interrupted else "FAILED" if results.num_errors else "FINISHED")
     diverged = sum(1 for r in results if r.metrics and r.metrics.get(DIVERGED))
@@ -312,8 +324,8 @@ def _drop_lost_trials(paths: SweepPaths, cfg: SweepConfig, runs: tracking.SweepR
             f"{numbers} marked FAIL, MLflow runs {run_ids} deleted (tag {tracking.TAG_LOST})")
 
 
-def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, runs: tracking.SweepRuns, resume: bool,
-           record: RunRecord, markers: list[Marker]):
+def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, attack_ref: str | None, runs: tracking.SweepRuns,
+           resume: bool, record: RunRecord, markers: list[Marker]):
     """Tune's experiment: a new one, or the saved one restored (which keeps its callback, record and markers)."""
     from ray import tune
 
@@ -333,7 +345,7 @@ def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, runs: tracking.
     seeds = checked.space.repeat_seeds
     trainable = tune.with_parameters(
         trial_driver, base=base, target_dir=prepared.target_dir, oracle_reference=prepared.oracle_reference,
-        trials_dir=str(paths.trials), repeat_seeds=seeds, num_layers=checked.num_layers,
+        attack_reference=attack_ref, trials_dir=str(paths.trials), repeat_seeds=seeds, num_layers=checked.num_layers,
     )
     # The trial driver only waits on its Ray Train job, whose workers hold the CPUs/GPUs in their own placement
     # group. Tune refuses an all-zero request, so the driver asks for one byte of memory: it then blocks no CPU,

@@ -321,6 +321,65 @@ class PrepareConfig(StrictModel):
         return self
 
 
+# The evaluation metrics an attack measures: each has one value per forget item, so it can be taken on the attack's
+# held-out half of the forget set (`trainables.attacks.split`).
+ATTACK_METRICS = ("forget_prob", "forget_rouge", "forget_truth_ratio", "extraction_strength", "exact_memorization")
+BIT_WIDTHS = (2, 3, 4, 8, 16)  # of the quantization attack; 16 leaves the weights as they are
+
+
+class RelearnAttackConfig(StrictModel):
+    """Fine-tuning a copy of the unlearned model on half A of the forget set (or on retain rows: the benign
+    variant), then measuring the forget metrics on the other half B."""
+
+    enabled: bool = True
+    data: Literal["forget", "retain"] = Field(
+        "forget", description="forget: relearn on half A of the forget set; retain: on as many retain rows (benign)")
+    steps: int | None = Field(None, ge=1, le=100_000,
+                              description="optimizer steps; None: one pass over the attack rows")
+    lr: float | None = Field(
+        None, gt=0, description="None: prepare.lr, the rate the target learned its forget set at (one value for "
+        "every trial, whatever train.lr a trial searched, so trials and the oracle face the same attack)")
+    micro_batch_size: int = Field(4, ge=1)
+    split_seed: Seed = Field(0, description="seed of the A/B split of the forget set, 0 .. 2**32-1")
+
+
+class QuantizeAttackConfig(StrictModel):
+    """Round-to-nearest, group-wise weight quantization of the unlearned model, then the forget metrics again."""
+
+    enabled: bool = True
+    bits: list[Literal[BIT_WIDTHS]] = Field([8, 4], min_length=1,  # type: ignore[valid-type]
+                                                description="bit widths, each 2, 3, 4, 8 or 16 (16: unchanged)")
+    group_size: int = Field(128, ge=1, description="consecutive input weights sharing one scale and zero point")
+
+
+class AttackConfig(StrictModel):
+    """Attacks that test whether forgetting is erasure or suppression (README "Attacks")."""
+
+    when: Literal["final", "front", "never"] = Field(
+        "never",
+        description="final: every trial after its evaluation; front: the Pareto front's trials after the sweep; "
+        "never")
+    metric: Literal[ATTACK_METRICS] = Field(  # type: ignore[valid-type]
+        "forget_prob", description="the forget metric recovery, R and Q are computed from")
+    metrics: list[Literal[ATTACK_METRICS]] = Field(  # type: ignore[valid-type]
+        ["forget_prob", "forget_rouge"], min_length=1, description="forget metrics measured after each attack")
+    relearn: RelearnAttackConfig = RelearnAttackConfig()
+    quantize: QuantizeAttackConfig = QuantizeAttackConfig()
+
+    @model_validator(mode="after")
+    def _scored_metric_is_measured(self) -> AttackConfig:
+        if self.metric not in self.metrics:
+            raise ValueError(f"attack.metric {self.metric!r} must be one of attack.metrics {self.metrics}")
+        if self.when != "never" and not (self.relearn.enabled or self.quantize.enabled):
+            raise ValueError(f"attack.when is {self.when!r} but both attack.relearn and attack.quantize are "
+                             "disabled")
+        return self
+
+    @property
+    def active(self) -> bool:
+        return self.when != "never"
+
+
 class TrialConfig(StrictModel):
     """Everything that determines one unlearning trial."""
 
@@ -331,6 +390,7 @@ class TrialConfig(StrictModel):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     prepare: PrepareConfig = PrepareConfig()
+    attack: AttackConfig = AttackConfig()
     output_dir: str = Field(".clreg/runs", description="where `run` writes checkpoints, the final model, metrics")
 
     @field_validator("output_dir")

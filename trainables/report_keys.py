@@ -55,3 +55,24 @@ TIMINGS = ("train_seconds", "eval_seconds")
 def loss_metric(term: str) -> str:
     """`train/loss` for the total, `train/<term>_loss` for a part (`train/clreg_loss`)."""
     return "train/loss" if term == "loss" else f"train/{term}_loss"
+
+
+# What an attack reports (README "Attacks"), beside the trial's final metrics: the forget metrics after relearning
+# (on the held-out half B) and after quantization (on the whole forget set), and the scores computed from them.
+RELEARN_RECOVERY = "relearn/recovery"  # share of the target's lead over the oracle on B that relearning brings back
+RELEARN_R = "relearn/R"  # agreement of the unlearned model's change under relearning with the oracle's
+QUANT_Q = "quant/Q"  # stability of the attack metric under the lowest bit width
+ROBUSTNESS = "relearn/robustness"  # harmonic mean of R and Q (of whichever of the two was measured)
+ATTACK_SCORES = (RELEARN_RECOVERY, RELEARN_R, QUANT_Q, ROBUSTNESS)
+ATTACK_TIMINGS = ("attack/relearn_seconds", "attack/quantize_seconds")
+ATTACK_FILE = "attack.json"  # in a run's output directory: the attack's metrics, written by rank 0
+
+
+def relearn_metric(metric: str, before: bool = False) -> str:
+    """`relearn/<metric>`: on half B after relearning on half A; `relearn/<metric>_before`: on B before it."""
+    return f"relearn/{metric}_before" if before else f"relearn/{metric}"
+
+
+def quant_metric(bits: int, metric: str) -> str:
+    """`quant<bits>/<metric>`: on the forget set after `bits`-bit quantization (`quant4/forget_prob`)."""
+    return f"quant{bits}/{metric}"

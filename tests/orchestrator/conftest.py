@@ -32,8 +32,9 @@ class SweepEnv:
 
     def write(self, name: str, num_trials: int, concurrent: int, seeds: list[int] = (0,), epochs: int = 1,
               space: str | dict = "clreg-default", base: list[str] = (), search: dict | None = None,
-              tracking_uri: str | None = None) -> Path:
-        """A sweep file: the small trial config plus `base` overrides (dotted key=value), random sampler."""
+              tracking_uri: str | None = None, objectives: list[str] | None = None) -> Path:
+        """A sweep file: the small trial config plus `base` overrides (dotted key=value), random sampler;
+        `objectives` (all maximised) replaces the default forget quality and model utility."""
         tree: dict = {}
         for item in [*self.overrides, f"train.epochs={epochs}", *base]:
             key, _, value = item.partition("=")
@@ -51,6 +52,8 @@ class SweepEnv:
             "storage": {"dir": str(self.root / "sweeps")},
             "mlflow": {"tracking_uri": tracking_uri or self.tracking_uri},
         }
+        if objectives:
+            sweep["objectives"] = [{"metric": m, "mode": "max"} for m in objectives]
         path = self.root / f"{name}.yaml"
         path.write_text(yaml.safe_dump(sweep))
         return path

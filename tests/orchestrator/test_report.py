@@ -28,6 +28,7 @@ from orchestrator.report import (
     HEATMAP_PNG,
     HTML_FILE,
     PARETO_PNG,
+    RELEARN_PNG,
     REPORT_DIR,
     REPORT_FILE,
     TAU_PNG,
@@ -375,3 +376,39 @@ def test_report_states_the_metric_definitions_the_trials_were_scored_with(store:
                      {"forget_quality": 0.3, "model_utility": 0.5})
     assert ("Metric definitions: `eval.definitions: open-unlearning` as configured; the trials carry no run record"
             in sweep_report(unrecorded.root).markdown)
+
+
+def test_attack_section_lists_the_attacked_trials_and_plots_before_vs_after_relearning(store: Path) -> None:
+    """A front attack attacked two of three trials: the table has those two, the plot their B figures, CLReg on/off
+    told apart; a trial without figures is left out, not shown as zeros."""
+    space = {"parameters": {"clreg.enabled": {"type": "categorical", "choices": [True, False]}}}
+    sweep = Sweep(store, "attacked", space, base={"attack": {"when": "front", "quantize": {"bits": [8, 4]}}})
+    attacked = {"on": (True, 0.10, 0.20), "off": (False, 0.12, 0.55)}
+    for trial_id, (clreg, before, after) in attacked.items():
+        sweep.trial(trial_id, {"clreg.enabled": clreg}, {
+            "forget_quality": 0.5, "model_utility": 0.5, "relearn/forget_prob_before": before,
+            "relearn/forget_prob": after, "relearn/R": 0.9 if clreg else 0.4, "quant4/forget_prob": before,
+            "quant/Q": 1.0, "relearn/robustness": 0.95 if clreg else 0.57, "relearn/recovery": after - before})
+    sweep.trial("not-attacked", {"clreg.enabled": True}, {"forget_quality": 0.4, "model_utility": 0.4})
+
+    report = sweep_report(sweep.root)
+
+    section = report.markdown.split("## Attacks", 1)[1].split("\n## ", 1)[0]
+    assert "`attack.when: front`" in section
+    assert "| trial | CLReg | forget_prob on B | after relearning | recovery | R | forget_prob at 4 bits | Q | " \
+           "robustness |" in section
+    rows = [line for line in section.splitlines() if line.startswith("| simnpo")]
+    assert rows == ["| simnpo τ=0.5 λ=1 last-1 | on | 0.1 | 0.2 | 0.1 | 0.9 | 0.1 | 1 | 0.95 |",
+                    "| simnpo no-CLReg | off | 0.12 | 0.55 | 0.43 | 0.4 | 0.12 | 1 | 0.57 |"]
+    points = report.plots[RELEARN_PNG]
+    assert sorted((p.clreg, p.before, p.after) for p in points) == [(False, 0.12, 0.55), (True, 0.10, 0.20)]
+    check_png(report.directory / RELEARN_PNG)
+
+
+def test_a_sweep_without_attacks_says_so_and_draws_no_relearning_plot(store: Path) -> None:
+    sweep = Sweep(store, "unattacked", {"parameters": {"clreg.enabled": {"type": "categorical",
+                                                                          "choices": [True, False]}}})
+    sweep.trial("t", {"clreg.enabled": True}, {"forget_quality": 0.5, "model_utility": 0.5})
+    report = sweep_report(sweep.root)
+    assert "No attack figures: `attack.when` is never." in report.markdown
+    assert RELEARN_PNG not in report.plots and "before vs after relearning" not in report.skipped

@@ -69,6 +69,12 @@ def with_space(ws: Workspace, parameters: dict, **base) -> dict:
     return ws.sweep(base={**ws.trial, **base}, space={"parameters": parameters})
 
 
+def with_attack(ws: Workspace, objective: str, **attack) -> dict:
+    """The workspace sweep with a third objective `objective` measured by an attack configured as `attack`."""
+    return ws.sweep(base={**ws.trial, "attack": attack},
+                    objectives=[{"metric": "forget_quality"}, {"metric": "model_utility"}, {"metric": objective}])
+
+
 def pickle_only(folder: Path) -> None:
     (folder / "model.safetensors").unlink()
     (folder / "pytorch_model.bin").write_bytes(b"\x80\x04N.")  # a pickle; it must never be unpickled
@@ -223,6 +229,19 @@ CASES: dict[str, tuple[str, Callable[[Workspace, Path, int], dict], list[str], l
         ["space.clreg.layer: grid value 'last-9' is deeper than the 8-layer model"], []),
     "sweep-grid-workers-beyond-machine": (
         "sweep", lambda ws, m, p: with_space(ws, WORKERS), ["space.train.num_workers: grid value 512:"], []),
+    "attack-objective-without-final-attacks": (
+        "validate", lambda ws, m, p: with_attack(ws, "relearn/robustness", when="front"),
+        ["objectives[2].metric relearn/robustness is measured by an attack, and base.attack.when is 'front'",
+         "allowed: base.attack.when final"], []),
+    "attack-objective-bits-not-quantized": (
+        "validate", lambda ws, m, p: with_attack(ws, "quant2/forget_prob", when="final"),
+        ["objectives[2].metric quant2/forget_prob: 2 bits is not in base.attack.quantize.bits [8, 4]"], []),
+    "attack-objective-metric-not-measured": (
+        "validate", lambda ws, m, p: with_attack(ws, "relearn/forget_truth_ratio", when="final"),
+        ["objectives[2].metric relearn/forget_truth_ratio: forget_truth_ratio is not in base.attack.metrics"], []),
+    "attack-searched": (
+        "validate", lambda ws, m, p: with_space(ws, {"attack.relearn.steps": {"type": "grid", "values": [1, 2]}}),
+        ["space: attack.relearn.steps cannot be searched", "one attack protocol"], []),
     "sweep-model-pickle-only": (
         "sweep", lambda ws, m, p: with_model(ws, free_model(ws, m, pickle_only)),
         ["weights are read as safetensors only"], []),

@@ -18,13 +18,14 @@ class WorkerJob:
     """
 
     trial: TrialConfig
-    task: str  # "unlearn" or "finetune"
+    task: str  # "unlearn", "finetune" or "attack" (`worker.RECIPES`)
     model_dir: str
     output_dir: str
     finetune_split: str = "target"  # finetune only: "target" (forget+retain) or "oracle" (retain only)
     evaluate: bool = True
     oracle_reference: str | None = None
-    extra: dict = field(default_factory=dict)
+    attack_reference: str | None = None  # unlearn with attack.when final: the oracle's and target's attack figures
+    attack_models: dict[str, str] = field(default_factory=dict)  # attack only: {"oracle": dir, "target": dir}
     seeds: list[int] = field(default_factory=list)  # unlearn only: train once per seed, into output_dir/seed-<s>/
 
 

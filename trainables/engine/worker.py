@@ -1,8 +1,9 @@
 """The Ray Train entry point every worker of a run runs: common set-up, then the job's recipe.
 
 `train_worker` imports DeepSpeed, reads the job, finds its place in the worker group and loads the tokenizer, then
-hands over to the recipe of `job.task`: `recipes.unlearn` (a trial: base method + CLReg, once per seed) or
-`recipes.finetune` (`prepare`'s target and oracle models). A run's final result is the outcome file rank 0 writes
+hands over to the recipe of `job.task`: `recipes.unlearn` (a trial: base method + CLReg, once per seed),
+`recipes.finetune` (`prepare`'s target and oracle models) or `recipes.attack` (the oracle's and target's figures
+under the trials' relearning attack). A run's final result is the outcome file rank 0 writes
 (`trainables.report_keys.OUTCOME_FILE`); per-epoch reports go through `ray.train.report` with checkpoints.
 """
 
@@ -14,11 +15,11 @@ import os
 import torch
 
 from trainables.engine.job import SetupClock, WorkerJob, WorkerPlace
-from trainables.engine.recipes import finetune, unlearn
+from trainables.engine.recipes import attack, finetune, unlearn
 from trainables.model.loading import load_tokenizer
 from trainables.report_keys import VERBOSE_ENV
 
-RECIPES = {"unlearn": unlearn.run, "finetune": finetune.run}
+RECIPES = {"unlearn": unlearn.run, "finetune": finetune.run, "attack": attack.run}
 
 
 class NonFiniteLossError(RuntimeError):

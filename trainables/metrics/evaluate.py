@@ -14,7 +14,7 @@ from pathlib import Path
 from trainables.atomic_files import write_json_atomic
 from trainables.config import EvalConfig
 from trainables.data.schema import Benchmark
-from trainables.metrics import mia_suite, muse_suite, representation_suite, tofu_suite  # noqa: F401  (registration)
+from trainables.metrics import attack_suite, mia_suite, muse_suite, representation_suite, tofu_suite  # noqa: F401
 from trainables.metrics.definitions import DEFINITIONS_VERSION, OPEN_UNLEARNING, check
 from trainables.metrics.registry import DEFAULTS, METRICS, EvalContext, OracleReference
 

@@ -177,7 +177,7 @@ MetricFn = Callable[[EvalContext], MetricResult]
 METRICS: Registry[MetricFn] = Registry("metric")
 DEFAULTS: dict[str, list[str]] = {family: [] for family in FAMILIES}
 
-MetricKind = Literal["evaluation", "training_loss", "timing"]
+MetricKind = Literal["evaluation", "training_loss", "timing", "attack"]
 Direction = Literal["max", "min"]
 
 
@@ -187,7 +187,8 @@ class MetricInfo:
     objective no trial will report, or one that cannot be computed without the oracle.
 
     Attributes:
-        kind: "evaluation" (a function in `METRICS`), "training_loss" (an epoch's loss term) or "timing".
+        kind: "evaluation" (a function in `METRICS`), "training_loss" (an epoch's loss term), "timing" or
+            "attack" (measured by `attack.when: final` after the trial's evaluation, `trainables.attacks`).
         direction: "max" or "min" where higher or lower is better for unlearning; None where neither is (an MIA
             AUC is best at the oracle's value, PrivLeak at 0, a per-layer profile is not a number).
         needs_oracle: MISSING without the oracle reference `prepare` caches or an open-unlearning log supplies.

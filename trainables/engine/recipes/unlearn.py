@@ -9,6 +9,7 @@ forwards it needs, the collector runs them, the objective turns their outputs in
 from __future__ import annotations
 
 import gc
+import json
 import statistics
 import time
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from trainables.attacks.protocol import run_attacks, score_against_reference, write_attack
 from trainables.config import TrialConfig
 from trainables.data.formatting import Encoded, collate, encode
 from trainables.data.loading import load_benchmark
@@ -159,7 +161,29 @@ def train_seed(shared: _Shared, cfg: TrialConfig, out_dir: Path, checkpoint, rep
             return diverged.outcome()
         state.update(objective.state_dict())
         run.end_epoch(state, metrics)
-    return run.finish(state, started, resumed_from_epoch, clock)
+    final = run.finish(state, started, resumed_from_epoch, clock)
+    if cfg.attack.when == "final":
+        del engine, model, epochs, run  # the attacks load their own copies of the final model
+        gc.collect()
+        final.update(attack_final_model(shared, cfg, out_dir, final))
+    return final
+
+
+def attack_final_model(shared: _Shared, cfg: TrialConfig, out_dir: Path, final: dict) -> dict:
+    """`attack.when: final`: the attacks on the seed's saved final model (which they never overwrite), scored
+    against the oracle's and target's figures (`job.attack_reference`); rank 0's metrics, also in `ATTACK_FILE`."""
+    bench = load_benchmark(cfg.data, cfg.prepare.cache_dir)
+    own = run_attacks(out_dir / "final_model", cfg, shared.place, shared.tokenizer, bench, out_dir, final)
+    if shared.place.rank != 0:
+        return {}
+    path = shared.job.attack_reference
+    reference = json.loads(Path(path).read_text(encoding="utf-8")) if path else None  # attack_reference.py's file
+    scores, reasons = score_against_reference(own, reference, cfg.attack.metric)
+    for name, reason in sorted(reasons.items()):
+        print(f"attack: {name} missing: {reason}", flush=True)
+    metrics = {**own, **scores}
+    write_attack(metrics, out_dir, shared.place.rank)
+    return metrics
 
 
 @dataclass
