@@ -267,7 +267,7 @@ def build_objective(cache_dir: Path, steps: int | None, trial_seeds: list[int],
     with ray_cluster(num_cpus=2):
         prepared = prepare(cfg, log=print, bench=bench)
     tokenizer = load_tokenizer(prepared.target_dir, cfg.model.trust_remote_code)
-    data = tokenised_data(cfg, tokenizer)
+    data = tokenised_data(cfg, tokenizer, bench)
     if steps is None:  # what a real trial of this config runs
         steps = cfg.train.epochs * Layout(cfg.train.micro_batch_size, cfg.train.grad_accum, 1).steps_per_epoch(
             len(data.forget))

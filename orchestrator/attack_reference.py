@@ -29,7 +29,7 @@ def attack_reference_key(cfg: TrialConfig, models: list[str]) -> str:
                 "eval": cfg.eval.model_dump(mode="json", include={"definitions", "max_new_tokens", "batch_size"}),
                 "prepare_lr": cfg.prepare.lr,
                 "train": cfg.train.model_dump(mode="json", include={"zero_stage", "num_workers"}),
-                "version": 1}
+                "version": 2}
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -79,11 +79,6 @@ def attack_models(cfg: TrialConfig, models: dict[str, str], work: Path, name: st
                     evaluate=False, attack_models=models)
     outcome = fit_to_end(build_trainer(job, storage_path=str(work / "ray"), name=name), work)
     return {model: outcome[model] for model in models}
-
-
-def read_reference(path: str) -> dict[str, dict]:
-    """The cached reference at `path`: {"oracle": figures, "target": figures}."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def trial_attack_reference(cfg: TrialConfig, prepared: Prepared, log=print) -> str | None:

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import tracking
-from orchestrator.attack_reference import attack_models, attack_reference, read_reference
+from orchestrator.attack_reference import attack_models, attack_reference
 from orchestrator.prepare import Prepared
 from orchestrator.repeats import final_result
 from orchestrator.trial_record import read_record
-from trainables.attacks.protocol import read_attack, score_against_reference, write_attack
+from trainables.attacks.protocol import read_attack, read_reference, score_against_reference, write_attack
 from trainables.config import TrialConfig
 from trainables.report_keys import TRIAL_COMPLETE, seed_dir
 

@@ -9,7 +9,7 @@ from trainables.config import TrialConfig
 from trainables.engine.job import WorkerPlace
 
 
-def attack_config(steps: int | None = 4, lr: float = 3e-3, micro_batch: int = 4, **attack) -> TrialConfig:
+def attack_config(steps: int | None = 4, lr: float | None = 3e-3, micro_batch: int = 4, **attack) -> TrialConfig:
     """A trial config whose relearning attack trains `steps` steps at `lr`, measuring forget_prob only (the cheap
     metric); `attack` overrides further `attack` fields."""
     return TrialConfig.model_validate({

@@ -94,11 +94,17 @@ def test_a_never_unlearned_model_recovers_nothing(attacked):
     assert reason is None and abs(value) < 0.1, (t, o, value)
 
 
-def test_relearning_is_reproducible_and_reads_its_model_only(models, place, tmp_path):
+def test_relearning_is_reproducible_the_same_for_every_trial_and_reads_its_model_only(models, place, tmp_path):
+    """The attack a trial faces does not depend on what the trial searched (its train.*): R compares it with the
+    oracle under the cached reference's attack. Without attack.relearn.lr it runs at prepare.lr."""
     before = _hash_dir(models.suppressed)
     rows = relearn_rows(attack_config(), models.tokenizer, models.bench, attack_split(len(FACTS), 0)[0])
     one = relearn(models.suppressed, attack_config(), place, models.tokenizer, rows, tmp_path / "one")
-    two = relearn(models.suppressed, attack_config(), place, models.tokenizer, rows, tmp_path / "two")
+    searched = attack_config(lr=None).model_copy(update={
+        "prepare": attack_config().prepare.model_copy(update={"lr": 3e-3}),
+        "train": attack_config().train.model_copy(update={"lr": 0.5, "grad_accum": 3, "warmup_steps": 2,
+                                                           "weight_decay": 0.1})})
+    two = relearn(models.suppressed, searched, place, models.tokenizer, rows, tmp_path / "two")
     assert one == tmp_path / "one" / ATTACK_MODEL
     assert _hash_dir(one)["model.safetensors"] == _hash_dir(two)["model.safetensors"]
     assert _hash_dir(one)["model.safetensors"] != before["model.safetensors"]

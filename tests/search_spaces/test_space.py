@@ -330,7 +330,7 @@ INVALID = [
     ({"clreg.tau.x": _float()}, r"parameter 'clreg.tau.x': .* 'clreg.tau' is a value, not a section"),
     (
         {"optimizer.lr": _float()},
-        r"parameter 'optimizer.lr': .* the trial config has no 'optimizer'; allowed: \['clreg', 'data'",
+        r"parameter 'optimizer.lr': .* the trial config has no 'optimizer'; allowed: \['attack', 'clreg', 'data'",
     ),
     (
         {"clreg.tau": _float(low=0.0)},

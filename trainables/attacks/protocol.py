@@ -212,6 +212,12 @@ def read_attack(out_dir: str | Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+def read_reference(path: str | Path) -> dict[str, dict]:
+    """The attack reference at `path` (`orchestrator.attack_reference` builds it): {"oracle": figures, "target":
+    figures}, the relearning attack's metrics of each model."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
 def _finite(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 

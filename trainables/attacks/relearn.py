@@ -3,7 +3,8 @@
 Suppression hides knowledge behind a shallow change that a few steps of fine-tuning on part of the forget set
 undo for the rest of it (Hu et al., arXiv 2406.13356; Deeb & Roger, arXiv 2410.08827); erased knowledge has to be
 learned again row by row. The loop is the fine-tuning recipe's (`FinetuneEpochs`) over a fixed number of steps,
-on the trial's engine settings, so the attack scales like the trial and runs wherever it ran.
+on the trial's engine (ZeRO stage, workers, dtype), so the attack scales like the trial and runs wherever it ran,
+but with its own optimisation settings (`attack_train`), so every trial, the target and the oracle face one attack.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from trainables.config import TrialConfig
+from trainables.config import TrainConfig, TrialConfig
 from trainables.data.formatting import Encoded, collate, encode
 from trainables.data.schema import Benchmark
 from trainables.engine.job import WorkerPlace
@@ -24,6 +25,18 @@ from trainables.model.loading import load_causal_lm
 from trainables.objectives import batch_nll
 
 ATTACK_MODEL = "attack_model"
+
+
+def attack_train(cfg: TrialConfig) -> TrainConfig:
+    """The engine settings the attack trains with: the trial's ZeRO stage and workers, no gradient accumulation,
+    warm-up or weight decay. A trial's searched `train.*` must not change the attack, or R would compare a trial
+    and the oracle under different attacks (the cached reference is keyed on the stage and workers only)."""
+    return cfg.train.model_copy(update={"grad_accum": 1, "warmup_steps": 0, "weight_decay": 0.0})
+
+
+def relearn_lr(cfg: TrialConfig) -> float:
+    """`attack.relearn.lr`, or `prepare.lr`: the rate the target learned its forget set at."""
+    return cfg.attack.relearn.lr if cfg.attack.relearn.lr is not None else cfg.prepare.lr
 
 
 def relearn_rows(cfg: TrialConfig, tokenizer, bench: Benchmark, split_a: list[int]) -> list[Encoded]:
@@ -54,10 +67,10 @@ def relearn(model_dir: str | Path, cfg: TrialConfig, place: WorkerPlace, tokeniz
     """Fine-tune a copy of `model_dir` on `rows` and save it to `out_dir/attack_model`; that path. Every rank must
     call it (the engine's collectives and `save_model`'s gather and barrier).
 
-    `attack.relearn.steps` optimizer steps (None: one pass over `rows`) of answer NLL at `attack.relearn.lr` (None:
-    `train.lr`) with micro-batches of `attack.relearn.micro_batch_size`, the trial's gradient accumulation, ZeRO
-    stage, warm-up and linear decay. Seeded by `attack.relearn.split_seed`, so an attack is reproducible and the
-    same for a trial, its target and its oracle. `model_dir` itself is only read.
+    `attack.relearn.steps` optimizer steps (None: one pass over `rows`) of answer NLL at `relearn_lr` with
+    micro-batches of `attack.relearn.micro_batch_size` on `attack_train`'s engine, the lr decaying linearly.
+    Seeded by `attack.relearn.split_seed`, so an attack is reproducible and the same for a trial, its target and
+    its oracle. `model_dir` itself is only read.
 
     Raises:
         Diverged: on every rank, when the loss became non-finite on any.
@@ -65,12 +78,12 @@ def relearn(model_dir: str | Path, cfg: TrialConfig, place: WorkerPlace, tokeniz
     a = cfg.attack.relearn
     if not rows:
         raise ValueError("the relearning attack has no rows to train on")
-    lr = a.lr if a.lr is not None else cfg.train.lr
-    layout = Layout(a.micro_batch_size, cfg.train.grad_accum, place.world)
+    lr, attack_cfg = relearn_lr(cfg), cfg.model_copy(update={"train": attack_train(cfg)})
+    layout = Layout(a.micro_batch_size, 1, place.world)
     steps = a.steps if a.steps is not None else layout.steps_per_epoch(len(rows))
     torch.manual_seed(a.split_seed)
     model = load_causal_lm(str(model_dir), cfg.model, trainable=True)
-    engine = build_engine(model, cfg, place.world, lr, a.micro_batch_size, steps)
+    engine = build_engine(model, attack_cfg, place.world, lr, a.micro_batch_size, steps)
     engine.train()
     for step in range(steps):
         for acc in range(layout.grad_accum):

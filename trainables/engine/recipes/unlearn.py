@@ -9,7 +9,6 @@ forwards it needs, the collector runs them, the objective turns their outputs in
 from __future__ import annotations
 
 import gc
-import json
 import statistics
 import time
 from dataclasses import dataclass
@@ -18,11 +17,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from trainables.attacks.protocol import run_attacks, score_against_reference, write_attack
+from trainables.attacks.protocol import read_reference, run_attacks, score_against_reference, write_attack
 from trainables.config import TrialConfig
 from trainables.data.formatting import Encoded, collate, encode
 from trainables.data.loading import load_benchmark
-from trainables.data.schema import require_paraphrases
+from trainables.data.schema import Benchmark, require_paraphrases
 from trainables.engine.checkpoints import restore_state, write_outcome
 from trainables.engine.forward import Batches, ForwardCollector
 from trainables.engine.job import SetupClock, WorkerJob, WorkerPlace
@@ -52,13 +51,12 @@ class UnlearnData:
     paraphrase: list[Encoded] | None = None
 
 
-def tokenised_data(cfg: TrialConfig, tokenizer) -> UnlearnData:
+def tokenised_data(cfg: TrialConfig, tokenizer, bench: Benchmark) -> UnlearnData:
     """The trial's benchmark, tokenised once per run and shared by its seeds.
 
     Raises:
         DataError: when CLReg trains on paraphrase positives and a forget row has no paraphrase.
     """
-    bench = load_benchmark(cfg.data, cfg.prepare.cache_dir)
     n = cfg.data.max_length
     paraphrase = None
     if cfg.clreg.active and cfg.clreg.positives == "paraphrase":
@@ -70,11 +68,13 @@ def tokenised_data(cfg: TrialConfig, tokenizer) -> UnlearnData:
 
 @dataclass
 class _Shared:
-    """What every seed of a run shares: the job, worker place, tokenizer, tokenised data, reference model."""
+    """What every seed of a run shares: the job, worker place, tokenizer, benchmark (the attacks evaluate its rows),
+    its tokenised data, reference model."""
 
     job: WorkerJob
     place: WorkerPlace
     tokenizer: object
+    bench: Benchmark
     data: UnlearnData
     ref: object | None
 
@@ -89,13 +89,14 @@ def run(job: WorkerJob, cfg: TrialConfig, place: WorkerPlace, tokenizer, clock: 
     """
     import ray.train
 
-    data = tokenised_data(cfg, tokenizer)
+    bench = load_benchmark(cfg.data, cfg.prepare.cache_dir)
+    data = tokenised_data(cfg, tokenizer, bench)
     clock.lap("data")
     # Loaded once for every seed, before any seed's model and objective exist: the method alone decides the need
     # (`ResolvedMethod.needs_ref`, which the objective's `needs` split by batch).
     ref = reference_model(job.model_dir, cfg, place) if resolve_method(cfg.method).needs_ref else None
     clock.lap("reference")
-    shared = _Shared(job, place, tokenizer, data, ref)
+    shared = _Shared(job, place, tokenizer, bench, data, ref)
     checkpoint = ray.train.get_checkpoint()
     out = Path(job.output_dir)
     if not job.seeds:
@@ -172,12 +173,11 @@ def train_seed(shared: _Shared, cfg: TrialConfig, out_dir: Path, checkpoint, rep
 def attack_final_model(shared: _Shared, cfg: TrialConfig, out_dir: Path, final: dict) -> dict:
     """`attack.when: final`: the attacks on the seed's saved final model (which they never overwrite), scored
     against the oracle's and target's figures (`job.attack_reference`); rank 0's metrics, also in `ATTACK_FILE`."""
-    bench = load_benchmark(cfg.data, cfg.prepare.cache_dir)
-    own = run_attacks(out_dir / "final_model", cfg, shared.place, shared.tokenizer, bench, out_dir, final)
+    own = run_attacks(out_dir / "final_model", cfg, shared.place, shared.tokenizer, shared.bench, out_dir, final)
     if shared.place.rank != 0:
         return {}
     path = shared.job.attack_reference
-    reference = json.loads(Path(path).read_text(encoding="utf-8")) if path else None  # attack_reference.py's file
+    reference = read_reference(path) if path else None
     scores, reasons = score_against_reference(own, reference, cfg.attack.metric)
     for name, reason in sorted(reasons.items()):
         print(f"attack: {name} missing: {reason}", flush=True)
