@@ -15,6 +15,11 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.search import sweep_study_name
 
+# A short attack: two relearning steps on half A, forget_prob only, 4-bit quantization.
+ATTACK = ["attack.metrics=[forget_prob]", "attack.relearn.steps=2", "attack.relearn.micro_batch_size=2",
+          "attack.quantize.bits=[4]"]
+ROBUSTNESS_OBJECTIVES = ["forget_quality", "model_utility", "relearn/robustness"]
+
 
 @dataclass
 class SweepEnv:
@@ -94,3 +99,26 @@ class SweepEnv:
 @pytest.fixture(scope="module")
 def sweep_env(tmp_path_factory, small_overrides, prepare_cache) -> SweepEnv:
     return SweepEnv(tmp_path_factory.mktemp("sweeps"), small_overrides + [f"prepare.cache_dir={prepare_cache}"])
+
+
+@dataclass
+class FinishedSweep:
+    """A sweep that ran to its end as its own `clreg-sweep sweep` process, with what that printed."""
+
+    env: SweepEnv
+    name: str
+    console: str
+
+
+@pytest.fixture(scope="session")
+def attacked_sweep(tmp_path_factory, small_overrides, prepare_cache) -> FinishedSweep:
+    """A real 2-trial sweep whose trials are attacked as they finish (`attack.when: final`), robustness its third
+    objective. Shared by the tests that read a finished sweep (the attack figures, the dashboard): every sweep
+    costs a Ray cluster and a few Ray Train runs on a 2-core CI machine."""
+    env = SweepEnv(tmp_path_factory.mktemp("attacked"), small_overrides + [f"prepare.cache_dir={prepare_cache}"])
+    name = "robust"
+    path = env.write(name, 2, 1, base=[*ATTACK, "attack.when=final"], objectives=ROBUSTNESS_OBJECTIVES)
+    done = subprocess.run([sys.executable, "-m", "orchestrator.cli", "sweep", str(path)], cwd=env.root,
+                          env=dict(os.environ, PYTHONUNBUFFERED="1"), capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return FinishedSweep(env, name, done.stdout + done.stderr)

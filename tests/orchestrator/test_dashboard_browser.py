@@ -1,4 +1,5 @@
-"""End to end in a real browser: a real 2-trial sweep, `clreg-sweep ui` on it, MLflow's UI in headless Chromium.
+"""End to end in a real browser: a real 2-trial sweep (the session's `attacked_sweep`), `clreg-sweep ui` on it,
+MLflow's UI in headless Chromium.
 
 Screenshots (experiment, parent run, Pareto artifact) go to the test's tmp dir and, when `CLREG_SCREENSHOT_DIR` is
 set, there too.
@@ -13,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import cli
 from tests.orchestrator.dashboard_pages import CHROMEDRIVER, CHROMIUM, VIEWPORT, capture_sweep
 from tests.orchestrator.live_services import free_port
 
@@ -41,17 +41,16 @@ def chromium() -> None:
     assert CHROMIUM.exists() and CHROMEDRIVER.exists(), f"apt-get installed no {CHROMIUM} / {CHROMEDRIVER}"
 
 
-def test_dashboard_shows_the_sweep_its_trials_and_pareto_front(chromium, sweep_env, monkeypatch, tmp_path):
-    name = "browse"
-    monkeypatch.chdir(sweep_env.root)
-    assert cli.main(["sweep", str(sweep_env.write(name, 2, 1))]) == 0
-    (parent,), children = sweep_env.runs(name)
+def test_dashboard_shows_the_sweep_its_trials_and_pareto_front(chromium, attacked_sweep, monkeypatch, tmp_path):
+    env, name = attacked_sweep.env, attacked_sweep.name  # the session's finished 2-trial sweep
+    monkeypatch.chdir(env.root)
+    (parent,), children = env.runs(name)
     trials = {c.info.run_id: c.data.tags["clreg.trial_id"] for c in children}
     assert len(trials) == 2
 
     shots = tmp_path / "screenshots"
     extra = [Path(os.environ["CLREG_SCREENSHOT_DIR"])] if os.environ.get("CLREG_SCREENSHOT_DIR") else []
-    shown = capture_sweep(sweep_env.sweep_dir(name), free_port(), [shots, *extra], tmp_path)
+    shown = capture_sweep(env.sweep_dir(name), free_port(), [shots, *extra], tmp_path)
 
     experiment_id = parent.info.experiment_id
     assert shown["links"]["experiment"].endswith(f"/#/experiments/{experiment_id}/runs?workflowType=machine_learning")

@@ -26,10 +26,11 @@ from orchestrator.prepare import prepare, prepared_dir
 from orchestrator.references import ORACLE_LABEL, TARGET_LABEL
 from orchestrator.run_record import PACKAGES, SOURCE_DIR, git_commit
 from orchestrator.trial_record import read_record
+from tests.orchestrator.conftest import ATTACK
 from trainables.config import TrialConfig
 from trainables.data.loading import benchmark_fingerprint, load_benchmark
 from trainables.metrics.definitions import DEFINITIONS_VERSION
-from trainables.report_keys import TRIAL_RECORD_FILE
+from trainables.report_keys import ATTACK_FILE, TRIAL_RECORD_FILE
 
 pytestmark = pytest.mark.slow
 
@@ -161,10 +162,11 @@ def test_repeated_seeds_score_a_point_by_its_mean(sweep_env, monkeypatch):
     assert f"| {m['forget_quality']:.4g} ± {m['forget_quality_std']:.2g} |" in report
 
 
-def test_interrupted_sweep_resumes_to_exactly_the_requested_trials(sweep_env):
+def test_interrupted_sweep_resumes_to_exactly_the_requested_trials(sweep_env, prepare_cache, capfd):
     """SIGINT after the first finished trial: Tune lets the running trial end, saves its state and stops before
-    the third; `resume` runs the rest: 3 of everything, once."""
-    sweep_file = sweep_env.write("resumed", 3, 1)
+    the third; `resume` runs the rest: 3 of everything, once. The sweep attacks its Pareto front when it ends
+    (`attack.when: front`): not when interrupted, exactly the front after the resume, never twice."""
+    sweep_file = sweep_env.write("resumed", 3, 1, base=[*ATTACK, "attack.when=front"])
     proc = sweep_env.spawn_sweep(sweep_file)
     deadline = time.monotonic() + 900
     try:
@@ -186,13 +188,17 @@ def test_interrupted_sweep_resumes_to_exactly_the_requested_trials(sweep_env):
     parents, children = sweep_env.runs("resumed")
     assert parents[0].info.status == "KILLED"  # an interrupted sweep never looks complete
     assert 1 <= len([c for c in children if c.info.status == "FINISHED"]) < 3
+    trials = sweep_env.sweep_dir("resumed") / "trials"
+    assert not list(trials.glob(f"*/{ATTACK_FILE}"))  # the front is attacked when the sweep ends, not before
 
     # Resumed from another place: a moved sweep folder continues where it is now (its study, Tune experiment and
     # trial outputs there), and nothing is recreated at the old address; then moved back for the checks below.
     moved = sweep_env.root / "elsewhere" / "resumed"
     moved.parent.mkdir()
     shutil.move(sweep_env.sweep_dir("resumed"), moved)
+    capfd.readouterr()
     assert cli.main(["resume", str(moved)]) == 0
+    console = "".join(capfd.readouterr())
     assert not sweep_env.sweep_dir("resumed").exists()
     shutil.move(moved, sweep_env.sweep_dir("resumed"))
 
@@ -203,3 +209,22 @@ def test_interrupted_sweep_resumes_to_exactly_the_requested_trials(sweep_env):
     states = [t.state for t in sweep_env.study("resumed").trials]
     assert states == [optuna.trial.TrialState.COMPLETE] * 3
     assert sweep_env.tune_trials("resumed") == [("TERMINATED", 0)] * 3
+
+    # The front attack: the reference built once per prepared pair and attack (here, or by the session's attacked
+    # sweep), exactly the front's trials attacked, their figures logged to their runs.
+    assert "attack: relearning the oracle and the target once" in console or "attack: reference cache hit" in console
+    assert len(list(prepare_cache.rglob("attack-references/*/attack_reference.json"))) == 1
+    front = {c.data.tags["clreg.trial_id"] for c in children if c.data.tags.get("pareto") == "true"}
+    attacked = {d.name for d in trials.iterdir() if (d / ATTACK_FILE).is_file()}
+    assert front and attacked == front
+    for c in children:
+        on_front = c.data.tags["clreg.trial_id"] in front
+        assert ("relearn/forget_prob" in c.data.metrics) == on_front and ("relearn/R" in c.data.metrics) == on_front
+    stamps = {t: (trials / t / ATTACK_FILE).stat().st_mtime_ns for t in attacked}
+
+    # Resuming the finished sweep runs no trial and attacks nothing again.
+    assert cli.main(["resume", str(sweep_env.sweep_dir("resumed"))]) == 0
+    assert f"attack: every front trial ({len(front)}) is attacked already" in "".join(capfd.readouterr())
+    assert {t: (trials / t / ATTACK_FILE).stat().st_mtime_ns for t in attacked} == stamps
+    some = next(c for c in children if c.data.tags["clreg.trial_id"] in front)
+    assert len(MlflowClient(sweep_env.tracking_uri).get_metric_history(some.info.run_id, "relearn/forget_prob")) == 1
