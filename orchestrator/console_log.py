@@ -65,11 +65,17 @@ def ray_logging_level() -> int:
     return logging.INFO if is_verbose() else logging.WARNING
 
 
+# Last parts of a dotted name that say nothing alone: the section before them is the label instead.
+_UNNAMED = frozenset({"name", "enabled"})
+
+
 def param_labels(names: Sequence[str]) -> dict[str, str]:
     """Short labels of searched parameters, for the progress lines and the table's columns: the last part of the
-    dotted name (`clreg.tau` -> `tau`), the whole name where two parameters share that last part."""
-    last = [name.rsplit(".", 1)[-1] for name in names]
-    return {name: short if last.count(short) == 1 else name for name, short in zip(names, last)}
+    dotted name (`clreg.tau` -> `tau`), its section where that part says nothing alone (`method.name` -> `method`,
+    `clreg.enabled` -> `clreg`), the whole name where two parameters would share a label."""
+    parts = [name.split(".") for name in names]
+    short = [p[-2] if len(p) > 1 and p[-1] in _UNNAMED else p[-1] for p in parts]
+    return {name: label if short.count(label) == 1 else name for name, label in zip(names, short)}
 
 
 def format_value(value: Any) -> str:

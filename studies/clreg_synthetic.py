@@ -181,21 +181,27 @@ def sweep_root(spec: SweepSpec, workdir: Path) -> Path:
     return sweep_paths(cfg).root
 
 
+def run_sweep(steps: Steps, workdir: Path, spec: SweepSpec, base_sets: list[str]) -> None:
+    """`spec`'s sweep through `clreg-sweep sweep` with the trial-config overrides `base_sets` (`path=value`, set
+    under `base.`), its storage dir and MLflow store in the work directory; skipped when its directory already
+    holds a run the study recorded, refused when it holds one the study did not."""
+    root = sweep_root(spec, workdir)
+    if (root / SWEEP_FILE).exists():
+        if spec.key in steps.done:
+            return
+        raise SystemExit(f"{root} exists but the study did not record running it: `clreg-sweep resume {root}` or "
+                         "remove it")
+    sets = [a for s in base_sets for a in ("--set", f"base.{s}")]
+    steps.run(spec.key, [*CLI, "sweep", str(spec.file.relative_to(REPO)), *sets,
+                         "--set", f"storage.dir={workdir / spec.key}",
+                         "--set", f"mlflow.tracking_uri=sqlite:///{workdir / 'mlflow.db'}"])
+
+
 def run_sweeps(steps: Steps, workdir: Path, keys: list[str]) -> None:
-    """Each selected sweep through `clreg-sweep sweep`, unless its directory already holds a recorded run."""
+    """Each selected sweep of `SWEEPS`, sharing the work directory's prepared models."""
     for spec in SWEEPS:
-        if spec.key not in keys:
-            continue
-        root = sweep_root(spec, workdir)
-        if (root / SWEEP_FILE).exists():
-            if spec.key in steps.done:
-                continue
-            raise SystemExit(f"{root} exists but the study did not record running it: `clreg-sweep resume {root}` "
-                             f"or remove it")
-        rel = spec.file.relative_to(REPO)
-        steps.run(spec.key, [*CLI, "sweep", str(rel), "--set", f"storage.dir={workdir / spec.key}",
-                             "--set", f"mlflow.tracking_uri=sqlite:///{workdir / 'mlflow.db'}",
-                             "--set", f"base.prepare.cache_dir={workdir / 'cache'}"])
+        if spec.key in keys:
+            run_sweep(steps, workdir, spec, [f"prepare.cache_dir={workdir / 'cache'}"])
 
 
 def machine_lines(env: dict) -> list[str]:

@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.common import machine
-from orchestrator.sweep import STATE_FILE, SWEEP_FILE
+from orchestrator.sweep import STATE_FILE
 from studies.clreg_synthetic import (
     ALPHA,
-    CLI,
     Steps,
     SweepResult,
     SweepSpec,
@@ -43,7 +42,7 @@ from studies.clreg_synthetic import (
     one_sample,
     overall,
     read_sweep,
-    sweep_root,
+    run_sweep,
     table,
     values,
     welch,
@@ -64,20 +63,6 @@ COLUMNS = ("forget_quality", "model_utility", "forget_prob", "forget_truth_ratio
 def data_sets(workdir: Path) -> list[str]:
     """Overrides every step shares: the absolute data path and the prepared-model cache in the work directory."""
     return [f"data.path={TOFU}", f"prepare.cache_dir={workdir / 'cache'}"]
-
-
-def run_sweep(steps: Steps, workdir: Path) -> None:
-    """The study's sweep through `clreg-sweep sweep`, unless its directory already holds a recorded run."""
-    root = sweep_root(SWEEP, workdir)
-    if (root / SWEEP_FILE).exists():
-        if SWEEP.key in steps.done:
-            return
-        raise SystemExit(f"{root} exists but the study did not record running it: `clreg-sweep resume {root}` or "
-                         "remove it")
-    sets = [a for s in data_sets(workdir) for a in ("--set", f"base.{s}")]
-    steps.run(SWEEP.key, [*CLI, "sweep", str(SWEEP.file.relative_to(REPO)), *sets,
-                          "--set", f"storage.dir={workdir / SWEEP.key}",
-                          "--set", f"mlflow.tracking_uri=sqlite:///{workdir / 'mlflow.db'}"])
 
 
 @dataclass
@@ -283,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     steps = Steps(workdir)
     if not args.skip_sweeps:
-        run_sweep(steps, workdir)
+        run_sweep(steps, workdir, SWEEP, data_sets(workdir))
     result = read_sweep(SWEEP, workdir)
     target_dir = json.loads((result.root / STATE_FILE).read_text())["target_dir"]
     config_args = [str(BASE_FILE.relative_to(REPO)), *(a for s in data_sets(workdir) for a in ("--set", s))]

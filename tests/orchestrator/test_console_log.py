@@ -62,6 +62,12 @@ def test_param_labels_keep_the_whole_name_where_two_share_a_last_part():
                                                                      "train.lr": "train.lr"}
 
 
+def test_param_labels_name_the_section_where_the_last_part_says_nothing_alone():
+    # A methods x CLReg on/off grid printed "name=graddiff enabled=True".
+    assert param_labels(["method.name", "clreg.enabled", "train.seed"]) == {
+        "method.name": "method", "clreg.enabled": "clreg", "train.seed": "seed"}
+
+
 @pytest.mark.parametrize(("value", "text"), [
     (0.0003, "3e-4"), (2.5e-12, "2.5e-12"), (0.31, "0.31"), (8, "8"), (12345.0, "1.23e4"), (-0.00012, "-1.2e-4"),
     (0.0, "0"), (True, "True"), ("last-2", "last-2"), (float("nan"), "nan"),
