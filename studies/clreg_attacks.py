@@ -144,15 +144,48 @@ def durability(groups: dict[tuple[str, str], list[Trial]]) -> tuple[dict[str, st
     return {c: overall(v) if v else "not measured" for c, v in per_claim.items()}, lines
 
 
-def flags(groups: dict[tuple[str, str], list[Trial]]) -> list[str]:
-    """Numbers that mean little: variants that removed less than `MIN_REMOVED` of the lead, or lost utility."""
+def flags(groups: dict[tuple[str, str], list[Trial]], target_utility: float) -> list[str]:
+    """Numbers that mean little: variants that removed less than `MIN_REMOVED` of the lead, or that kept less than
+    half of the target's model utility (a broken model forgets everything, durably or not)."""
     out = []
     for key, ts in groups.items():
-        removed = values(ts, REMOVED)
+        removed, utility = values(ts, REMOVED), values(ts, "model_utility")
         if removed and statistics.fmean(removed) < MIN_REMOVED:
-            out.append(f"- {_name(key)} removed {mean_sd(removed)} of the target's lead on B: it barely unlearned, "
-                       "so its recovery, R and relapse say little about durability (nothing to bring back).")
+            out.append(f"- **{_name(key)}** removed {mean_sd(removed)} of the target's lead on B: it barely "
+                       "unlearned, so its recovery, R and relapse say little about durability (nothing to bring "
+                       "back).")
+        if utility and _finite(target_utility) and statistics.fmean(utility) < 0.5 * target_utility:
+            out.append(f"- **{_name(key)}** kept model_utility {mean_sd(utility)} of the target's "
+                       f"{_f(target_utility)}: the model is broken at this lr, so whatever it shows under attack is "
+                       "not durable forgetting of the forget set.")
     return out
+
+
+def reading(ctx: Context, groups: dict[tuple[str, str], list[Trial]]) -> str:
+    """What the attacks show across all variants, next to the oracle under the same attack (generated from the
+    numbers, so it says what this run measured)."""
+    oracle_b, oracle_a = ctx.reference["oracle"].get(BEFORE, math.nan), ctx.reference["oracle"].get(AFTER, math.nan)
+    erased = {k: ts for k, ts in groups.items() if (r := values(ts, REMOVED)) and statistics.fmean(r) >= 0.5}
+    parts = []
+    if erased:
+        after = [statistics.fmean(values(ts, AFTER)) for ts in erased.values() if values(ts, AFTER)]
+        recovered = [statistics.fmean(values(ts, RELEARN_RECOVERY)) for ts in erased.values()
+                     if values(ts, RELEARN_RECOVERY)]
+        parts.append(
+            f"The {len(erased)} variants that removed at least half of the target's lead on B ("
+            f"{', '.join(_name(k) for k in erased)}) are back at {_f(min(after))}-{_f(max(after))} on B after "
+            f"relearning on A (recovery {_f(min(recovered))}-{_f(max(recovered))}; the target itself goes from "
+            f"{_f(ctx.reference['target'].get(BEFORE, math.nan))} to {_f(ctx.reference['target'].get(AFTER, math.nan))}"
+            f"), while the oracle, which never learned B, goes from {_f(oracle_b)} to {_f(oracle_a)} under the same "
+            "attack: by this attack their forgetting is suppression, not erasure, with or without CLReg.")
+    q = [statistics.fmean(values(ts, QUANT_Q)) for ts in groups.values() if values(ts, QUANT_Q)]
+    moved = [abs(statistics.fmean(values(ts, QUANT4)) - statistics.fmean(values(ts, METRIC)))
+             for ts in groups.values() if values(ts, QUANT4) and values(ts, METRIC)]
+    if q and moved:
+        parts.append(f"Quantization changes little here (group means of Q {_f(min(q))}-{_f(max(q))}; 4-bit weights "
+                     f"move a variant's mean {METRIC} by at most {_f(max(moved))}), so the 4-bit recovery reported "
+                     "for large bf16 models (arXiv 2410.16454) is not reproduced on this small fp32 model.")
+    return " ".join(parts)
 
 
 def costs(groups: dict[tuple[str, str], list[Trial]]) -> str:
@@ -161,19 +194,24 @@ def costs(groups: dict[tuple[str, str], list[Trial]]) -> str:
     return f"Per trial, mean ± std over all {len(trials)} trials: " + ", ".join(parts) + " (s)."
 
 
+ANSWERS = {
+    "holds": "yes: CLReg raised robustness significantly for every method",
+    "contradicted": "no, the opposite: CLReg lowered robustness significantly for every method",
+    "mixed": "mixed: CLReg raised robustness significantly for some methods and lowered it for others",
+    "partly holds, partly not shown": "for some methods: CLReg raised robustness significantly for some and not "
+                                      "detectably for the others",
+    "partly contradicted, partly not shown": "no: CLReg lowered robustness significantly for some methods and "
+                                             "changed it not detectably for the others",
+    "not shown": "not shown: no method's robustness differs significantly with and without CLReg",
+}
+
+
 def headline(verdicts: dict[str, str]) -> str:
-    """The study's one-sentence answer, from the verdicts alone."""
-    robust, relapse = verdicts[ROBUSTNESS], verdicts[RELAPSE]
-    if robust == "holds" and relapse in ("holds", "not shown", "not measured"):
-        answer = "yes: CLReg raised robustness for every method"
-    elif "contradicted" in (robust, relapse) or robust == "mixed":
-        answer = "no, not consistently: for some methods CLReg made forgetting significantly less durable"
-    elif robust.startswith("partly holds"):
-        answer = "for some methods: CLReg raised robustness significantly for some and not detectably for the others"
-    else:
-        answer = "not shown: no significant difference in robustness with and without CLReg"
-    return (f"**Does representation shaping make forgetting more durable here? {answer}** (robustness: {robust}; "
-            f"relapse: {relapse}).")
+    """The study's one-sentence answer, from the robustness verdict (relapse and the rest listed beside it)."""
+    robust = verdicts[ROBUSTNESS]
+    return (f"**Does representation shaping make forgetting more durable here? "
+            f"{ANSWERS.get(robust, robust)}** (robustness: {robust}; relapse: {verdicts[RELAPSE]}; recovery: "
+            f"{verdicts[RELEARN_RECOVERY]}).")
 
 
 def _total(ctx: Context) -> str:
@@ -209,7 +247,9 @@ def render(ctx: Context) -> str:
         "",
         *lines_by_method,
         "",
-        *flags(groups),
+        *flags(groups, ctx.prepare.get("target", {}).get("model_utility", math.nan)),
+        "",
+        reading(ctx, groups),
         "",
         "## Results",
         "",
