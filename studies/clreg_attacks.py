@@ -18,7 +18,6 @@ directory; a step already done there is skipped.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import shlex
@@ -37,12 +36,14 @@ from studies.clreg_synthetic import (
     Trial,
     _f,
     _finite,
+    command_lines,
     group,
     machine_lines,
     mean_sd,
     overall,
     read_sweep,
     run_sweep,
+    study_parser,
     table,
     values,
     welch,
@@ -214,11 +215,6 @@ def headline(verdicts: dict[str, str]) -> str:
             f"{verdicts[RELEARN_RECOVERY]}).")
 
 
-def _total(ctx: Context) -> str:
-    seconds = sum(s["seconds"] for s in ctx.steps.values())
-    return f"{seconds:.0f} s ({seconds / 60:.1f} min)"
-
-
 def render(ctx: Context) -> str:
     """The whole Markdown report."""
     env, res = ctx.env, ctx.result
@@ -293,24 +289,15 @@ def render(ctx: Context) -> str:
         f"- Sweep `{SWEEP.file.relative_to(REPO)}`; work directory (all outputs, outside the repository): "
         f"`{ctx.workdir}`; MLflow: `sqlite:///{ctx.workdir / 'mlflow.db'}`.",
         "",
-        "Commands, run from the repository root (each logged under `logs/` of the work directory; `python` is the "
-        "venv's, `python -m orchestrator.cli` is `clreg-sweep`), under `flock /tmp/clreg-heavy.lock`:",
-        "",
-        *table(["step", "command", "started", "wall time", "exit"],
-               [[name, f"`{s['command']}`", s["started"], f"{s['seconds']:.0f} s", str(s["rc"])]
-                for name, s in ctx.steps.items()]),
-        "",
-        f"Total: {_total(ctx)}, prepare ({ctx.prepare.get('seconds', '-')} s) and the attack reference included. "
+        *command_lines(ctx.steps),
+        f"The sweep step includes prepare ({ctx.prepare.get('seconds', '-')} s) and the attack reference. "
         f"Trials finished / failed: {len(res.trials)} / {failed}.",
     ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m studies.clreg_attacks", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="where every output goes (not the repo)")
-    p.add_argument("--skip-sweeps", action="store_true", help="run nothing that trains; report what is there")
+    p = study_parser("python -m studies.clreg_attacks", __doc__, DEFAULT_WORKDIR)
     args = p.parse_args(argv)
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)

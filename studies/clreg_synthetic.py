@@ -214,6 +214,30 @@ def machine_lines(env: dict) -> list[str]:
     ]
 
 
+def study_parser(prog: str, doc: str, workdir: Path) -> argparse.ArgumentParser:
+    """The options every study script takes: its work directory and `--skip-sweeps`."""
+    p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workdir", type=Path, default=workdir, help="where every output goes (not the repo)")
+    p.add_argument("--skip-sweeps", action="store_true", help="run nothing that trains; report what is there")
+    return p
+
+
+def command_lines(steps: dict[str, dict]) -> list[str]:
+    """The Markdown of the commands a one-sweep study ran, with their start, wall time and exit code, and their
+    total."""
+    seconds = sum(s["seconds"] for s in steps.values())
+    return [
+        "Commands, run from the repository root (each logged under `logs/` of the work directory; `python` is the "
+        "venv's, `python -m orchestrator.cli` is `clreg-sweep`), under `flock /tmp/clreg-heavy.lock`:",
+        "",
+        *table(["step", "command", "started", "wall time", "exit"],
+               [[name, f"`{s['command']}`", s["started"], f"{s['seconds']:.0f} s", str(s["rc"])]
+                for name, s in steps.items()]),
+        "",
+        f"Total: {seconds:.0f} s ({seconds / 60:.1f} min).",
+    ]
+
+
 def evaluate_target(steps: Steps, workdir: Path, target_dir: str, config_args: list[str] | None = None) -> Path:
     """`clreg-sweep eval` of the prepared target with the oracle reference (cheap, no Ray): the before row.
 
@@ -703,10 +727,7 @@ def _counts(res: SweepResult | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m studies.clreg_synthetic", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="where every output goes (not the repo)")
-    p.add_argument("--skip-sweeps", action="store_true", help="run nothing that trains; report what is there")
+    p = study_parser("python -m studies.clreg_synthetic", __doc__, DEFAULT_WORKDIR)
     p.add_argument("--sweeps", default=",".join(s.key for s in SWEEPS),
                    help="comma-separated subset of the sweeps to run now (the report needs all three)")
     p.add_argument("--no-report", action="store_true", help="run the steps only (e.g. to time one sweep)")

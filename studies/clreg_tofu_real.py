@@ -16,7 +16,6 @@ path). Everything but the Markdown goes to the work directory; a step already do
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import shlex
@@ -35,6 +34,7 @@ from studies.clreg_synthetic import (
     Trial,
     _f,
     _finite,
+    command_lines,
     evaluate_target,
     group,
     machine_lines,
@@ -43,6 +43,7 @@ from studies.clreg_synthetic import (
     overall,
     read_sweep,
     run_sweep,
+    study_parser,
     table,
     values,
     welch,
@@ -169,11 +170,6 @@ def prepare_lines(ctx: Context) -> list[str]:
     return lines
 
 
-def _total(ctx: Context) -> str:
-    seconds = sum(s["seconds"] for s in ctx.steps.values())
-    return f"{seconds:.0f} s ({seconds / 60:.1f} min)"
-
-
 def render(ctx: Context) -> str:
     """The whole Markdown report."""
     env, res = ctx.env, ctx.result
@@ -242,14 +238,8 @@ def render(ctx: Context) -> str:
         f"- Work directory (all outputs, outside the repository): `{ctx.workdir}`; MLflow: "
         f"`sqlite:///{ctx.workdir / 'mlflow.db'}`.",
         "",
-        "Commands, run from the repository root (each logged under `logs/` of the work directory; `python` is the "
-        "venv's, `python -m orchestrator.cli` is `clreg-sweep`), under `flock /tmp/clreg-heavy.lock`:",
-        "",
-        *table(["step", "command", "started", "wall time", "exit"],
-               [[name, f"`{s['command']}`", s["started"], f"{s['seconds']:.0f} s", str(s["rc"])]
-                for name, s in ctx.steps.items()]),
-        "",
-        f"Total: {_total(ctx)}, prepare included when the work directory started empty (its "
+        *command_lines(ctx.steps),
+        f"Prepare is included when the work directory started empty (its "
         f"{ctx.prepare.get('seconds', '-')} s are part of the sweep step). Trials finished / failed: "
         f"{len(res.trials)} / {failed}.",
     ]
@@ -257,10 +247,7 @@ def render(ctx: Context) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m studies.clreg_tofu_real", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="where every output goes (not the repo)")
-    p.add_argument("--skip-sweeps", action="store_true", help="run nothing that trains; report what is there")
+    p = study_parser("python -m studies.clreg_tofu_real", __doc__, DEFAULT_WORKDIR)
     args = p.parse_args(argv)
     if not (TOFU / "forget01.json").is_file():
         raise SystemExit(f"real TOFU files not found at {TOFU}")
