@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from ray.tune.search import Searcher
+from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from orchestrator.console_log import is_verbose
 from orchestrator.sweep_config import SearchConfig
@@ -48,8 +48,8 @@ class StudySearcher(Searcher):
     Lifecycle: `suggest(trial_id)` asks the study for a trial, names the Tune trial in it (`ATTR_TUNE_TRIAL`, so a
     resume can tell which RUNNING trials Tune no longer knows) and samples the space on it; asked trials stay
     RUNNING in the study until `on_trial_complete` tells their outcome, so a constant-liar TPE sees them while
-    they run. Tune's `max_concurrent_trials` wraps the searcher in a `ConcurrencyLimiter`, which holds back
-    `suggest` calls, never trials already asked.
+    they run. `limit_concurrency` wraps the searcher in Tune's `ConcurrencyLimiter`, which holds back `suggest`
+    calls (and, in batch mode, the outcomes of a batch until all of it ended), never trials already asked.
 
     Pickled (Tune's `tuner.pkl`) and saved (Tune's searcher checkpoints) without a database connection: the study
     lives in its database, so the state is the space, the study's URL and name, the sampler, the objectives and
@@ -275,3 +275,17 @@ def make_searcher(space: SearchSpace, num_layers: int, objectives: list[tuple[st
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     return StudySearcher(space, num_layers, objectives, make_sampler(search, num_trials), study_name, storage_url,
                          grid=[g for g in space.grid(num_layers) if g])
+
+
+def limit_concurrency(searcher: StudySearcher, search: SearchConfig) -> ConcurrencyLimiter:
+    """`search.max_concurrent` trials at once, in `search.order`.
+
+    `deterministic` is Tune's batch mode: `max_concurrent` points are asked, and the study is told nothing until
+    all of them ended; each ask then sees the same finished trials in the same study (a sampler reads them by
+    trial number, not by the order they were told), and asks happen in trial order, so the sampler's seed decides
+    every proposal. `async` asks a new point as soon as any trial ends: no slot waits for its batch's slowest
+    trial, but which trials have finished when a point is asked depends on the machine's timing. The limiter's
+    state (the batch's trials and the results it holds back) is saved and restored with Tune's experiment.
+    """
+    return ConcurrencyLimiter(searcher, max_concurrent=search.max_concurrent, batch=search.order == "deterministic")
+

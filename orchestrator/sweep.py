@@ -288,7 +288,7 @@ def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool 
                                              "target_dir": prepared.target_dir})
         goals = ", ".join(f"{metric} ({mode})" for metric, mode in cfg.objective_modes)
         log(f"sweep {cfg.name}: {checked.num_trials} trials of {checked.method_text}, {cfg.search.max_concurrent} "
-            f"at a time, {checked.search_text}, objectives {goals}")
+            f"at a time ({cfg.search.order} order), {checked.search_text}, objectives {goals}")
         if not is_verbose():
             log("Ray's and DeepSpeed's info logs stay in Ray's session logs (/tmp/ray/session_latest/logs on a local "
                 "cluster); --verbose prints them here")
@@ -329,7 +329,7 @@ def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, attack_ref: str
     """Tune's experiment: a new one, or the saved one restored (which keeps its callback, record and markers)."""
     from ray import tune
 
-    from orchestrator.search import make_searcher, sweep_study_name
+    from orchestrator.search import limit_concurrency, make_searcher, sweep_study_name
 
     # Objectives arrive with the trial's evaluation (its last report, or every `eval.every` epochs); per-epoch
     # training reports do not carry them, which Tune's strict check would reject. The searcher itself reads only
@@ -361,11 +361,12 @@ def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, attack_ref: str
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=make_searcher(checked.space, checked.num_layers, objectives, cfg.search, checked.num_trials,
-                                     study_name=sweep_study_name(cfg.name), storage_url=paths.optuna_url(cfg)),
+            search_alg=limit_concurrency(
+                make_searcher(checked.space, checked.num_layers, objectives, cfg.search, checked.num_trials,
+                              study_name=sweep_study_name(cfg.name), storage_url=paths.optuna_url(cfg)),
+                cfg.search),
             scheduler=scheduler,
             num_samples=checked.num_trials,
-            max_concurrent_trials=cfg.search.max_concurrent,
             # A finished trial's actor runs the next one: its process start and imports are paid once per slot.
             reuse_actors=True,
         ),

@@ -30,6 +30,13 @@ class SearchConfig(StrictModel):
     num_trials: int = Field(8, ge=1, le=100_000, description="trials to run, <= 100000")
     max_concurrent: int = Field(2, ge=1, le=1024, description="trials running at once, <= 1024")
     seed: Seed = Field(0, description="the sampler's seed, 0 .. 2**32-1")
+    order: Literal["deterministic", "async"] = Field(
+        "deterministic",
+        description="deterministic: ask max_concurrent points at a time and tell the study once all of them ended, "
+        "so the same seed gives the same trials however the machine's load orders their ends; async: ask a new "
+        "point as soon as any trial ends (no slot waits for its batch's slowest trial; proposals then depend on "
+        "timing)",
+    )
     asha: bool = Field(False, description="stop weak trials early (ASHA on the first objective's epochs)")
     max_trial_failures: int = Field(
         2, ge=0, description="Tune restarts of a trial whose process or node died (it resumes from its checkpoint)",

@@ -142,6 +142,8 @@ CASES: dict[str, tuple[Build, list[str]]] = {
                         ["sweep.yaml: search.num_trials: Input should be less than or equal to 100000"]),
     "max-concurrent-5000": (sweep_with(search__max_concurrent=5000),
                             ["search.max_concurrent", "less than or equal to 1024"]),
+    "unknown-search-order": (sweep_with(search__order="fifo"),
+                             ["sweep.yaml: search.order", "'deterministic' or 'async'"]),
     "num-authors-1e6": (trial_set("data.benchmark=synthetic-tofu", "data.path=null",
                                   "data.synthetic.num_authors=1000000"),
                         ["data.synthetic.num_authors: Input should be less than or equal to 10000"]),
