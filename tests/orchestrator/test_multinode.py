@@ -30,6 +30,8 @@ from tests.orchestrator.live_services import (
 
 pytestmark = pytest.mark.slow
 
+NO_AGENT_YET = "No available agent to submit job"
+
 
 class NodeRemover(threading.Thread):
     """Once every trial under `root` has a checkpoint, removes the node running one of the Ray Train workers."""
@@ -76,11 +78,17 @@ def test_ray_job_sweep_on_three_nodes_survives_a_lost_node(sweep_env, tmp_path):
         remover.start()
         ray_cli = str(Path(sys.executable).with_name("ray"))
         clreg = shutil.which("clreg-sweep", path=str(Path(sys.executable).parent))
-        submitted = subprocess.run(
-            [ray_cli, "job", "submit", "--address", dashboard, "--submission-id", name, "--no-wait",
-             "--", clreg, "sweep", str(path), "--address", cluster.address],
-            cwd=sweep_env.root, capture_output=True, text=True, timeout=300)
-        assert submitted.returncode == 0, submitted.stderr
+        submit = [ray_cli, "job", "submit", "--address", dashboard, "--submission-id", name, "--no-wait",
+                  "--", clreg, "sweep", str(path), "--address", cluster.address]
+
+        def submitted() -> subprocess.CompletedProcess | None:
+            """The submission, or None while the nodes' job agents have not registered with the head yet (Ray
+            answers 500 "No available agent to submit job, please try again later" right after start-up)."""
+            done = subprocess.run(submit, cwd=sweep_env.root, capture_output=True, text=True, timeout=300)
+            return None if NO_AGENT_YET in done.stderr else done
+
+        result = wait_for(submitted, "a Ray job agent to accept the submission", timeout=120)
+        assert result.returncode == 0, result.stderr
         jobs = JobSubmissionClient(dashboard)
         status = wait_for(lambda: (s := jobs.get_job_status(name)).is_terminal() and s, "the job")
         logs = jobs.get_job_logs(name)
