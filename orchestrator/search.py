@@ -288,4 +288,3 @@ def limit_concurrency(searcher: StudySearcher, search: SearchConfig) -> Concurre
     state (the batch's trials and the results it holds back) is saved and restored with Tune's experiment.
     """
     return ConcurrencyLimiter(searcher, max_concurrent=search.max_concurrent, batch=search.order == "deterministic")
-
