@@ -90,8 +90,10 @@ def test_relearning_half_a_brings_half_b_back_to_a_model_that_only_suppressed(mo
 def test_a_never_unlearned_model_recovers_nothing(attacked):
     t, o = attacked["target"], attacked["oracle"]
     value, reason = recovery(t[BEFORE], t[AFTER], t[BEFORE], o[BEFORE])
-    # Measured: the target goes 0.993 -> 0.949 on B (relearning A disturbs B a little), recovery -0.045.
-    assert reason is None and abs(value) < 0.1, (t, o, value)
+    # Nothing comes back to a model that never lost it; relearning A disturbs B instead, by an amount that depends on
+    # the CPU's float arithmetic: measured 0.993 -> 0.949 on B (recovery -0.045) on one 2-core EPYC box and
+    # 0.993 -> 0.867 (-0.127) on another, same torch 2.13.
+    assert reason is None and value < 0.05, (t, o, value)
 
 
 def test_relearning_is_reproducible_the_same_for_every_trial_and_reads_its_model_only(models, place, tmp_path):
