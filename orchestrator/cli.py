@@ -224,6 +224,11 @@ def cmd_validate(args) -> int:
           f"{checked.method_text} ({checked.search_text}) on {cfg.base.data.benchmark} ({checked.num_layers}-layer "
           f"{cfg.base.model.name_or_path}), searching {', '.join(checked.space.params)}; objectives "
           f"{', '.join(f'{o.metric} ({o.mode})' for o in cfg.objectives)}")
+    if cfg.search.constraints:
+        from orchestrator.constraints import as_written
+
+        print(f"constraints: {'; '.join(as_written(c) for c in cfg.search.constraints)} (relative bounds are resolved "
+              "against the reference points when the sweep starts)")
     print("\n".join(checked.data.summary_lines()))
     return 0
 

@@ -33,11 +33,13 @@ class FrontSummary:
     """The Pareto front of some trials.
 
     Attributes:
-        scored: indices of the rows that report every objective as a finite number, in input order.
+        scored: indices of the feasible rows that report every objective as a finite number, in input order.
         points: those rows' objective values, one list per scored row, in the objectives' order.
         front: indices into `points` (and `scored`) of the non-dominated points, ascending.
         hypervolume: the volume the points dominate up to `reference` (0.0 without points).
         reference: the hypervolume's reference point, one value per objective.
+        infeasible: indices of the rows that report every objective but miss a constraint, in input order.
+        infeasible_points: their objective values (shown greyed, never on the front or in the hypervolume).
     """
 
     scored: list[int]
@@ -45,28 +47,37 @@ class FrontSummary:
     front: list[int]
     hypervolume: float
     reference: list[float]
+    infeasible: list[int]
+    infeasible_points: list[list[float]]
 
 
 def summarize(rows: Sequence[Mapping[str, object]], objectives: Sequence[tuple[str, str]],
-              reference: Sequence[float] | None = None) -> FrontSummary:
-    """Front and hypervolume over the rows (one metrics mapping per trial) that report every objective.
+              reference: Sequence[float] | None = None, feasible: Sequence[bool] | None = None) -> FrontSummary:
+    """Front and hypervolume over the feasible rows (one metrics mapping per trial) that report every objective.
 
     Args:
         rows: each trial's metrics.
         objectives: (metric, "max" | "min") pairs, as in the sweep file.
         reference: the hypervolume's reference point; default `default_reference` of the scored points (it then
             moves as trials arrive: pass a fixed one to compare sweeps).
+        feasible: per row, whether it meets the sweep's constraints (`orchestrator.constraints`); default all.
 
     Raises:
-        ValueError: for a mode other than "max"/"min", or a reference of the wrong length.
+        ValueError: for a mode other than "max"/"min", a reference of the wrong length, or a `feasible` mask
+            whose length is not the number of rows.
     """
     names = [metric for metric, _ in objectives]
     maximize = maximize_flags(objectives)
-    scored = [i for i, row in enumerate(rows) if all(_finite(row.get(n)) for n in names)]
+    if feasible is not None and len(feasible) != len(rows):
+        raise ValueError(f"feasible has {len(feasible)} values, expected {len(rows)} (one per row)")
+    measured = [i for i, row in enumerate(rows) if all(finite_number(row.get(n)) for n in names)]
+    scored = [i for i in measured if feasible is None or feasible[i]]
+    infeasible = [i for i in measured if feasible is not None and not feasible[i]]
     points = [[float(rows[i][n]) for n in names] for i in scored]
     ref = list(reference) if reference is not None else default_reference(points, maximize)
     volume = hypervolume(points, ref, maximize) if points else 0.0
-    return FrontSummary(scored, points, pareto_front(points, maximize), volume, ref)
+    return FrontSummary(scored, points, pareto_front(points, maximize), volume, ref, infeasible,
+                        [[float(rows[i][n]) for n in names] for i in infeasible])
 
 
 def maximize_flags(objectives: Sequence[tuple[str, str]]) -> list[bool]:
@@ -181,5 +192,6 @@ def _non_dominated(loss: np.ndarray) -> np.ndarray:
     return on_front[inverse.reshape(-1)]
 
 
-def _finite(value: object) -> bool:
+def finite_number(value: object) -> bool:
+    """A real number (not a bool) that is neither NaN nor infinite: what counts as a reported metric value."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)

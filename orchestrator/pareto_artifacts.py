@@ -30,6 +30,7 @@ from matplotlib.ticker import MaxNLocator
 Points = Sequence[Sequence[float]]
 
 GREY = "#b0b0b0"
+INFEASIBLE = "#d0d0d0"
 FRONT = "#d62728"
 
 # Symbol and colour of the 1st, 2nd, ... marker: matplotlib marker, SVG shape, colour.
@@ -82,6 +83,7 @@ def pareto_figure(
     maximize: Sequence[bool],
     label_all: bool = False,
     markers: Sequence[Marker] = (),
+    infeasible: Points = (),
 ) -> Figure:
     """Scatter of all trials with the front highlighted, joined and labelled; rendered with Agg (no display).
 
@@ -95,6 +97,8 @@ def pareto_figure(
             each point; the MLflow front picture, refreshed after every trial, names the front only.
         markers: reference models, each drawn with its own symbol and labelled; with one objective a dashed
             horizontal line at its value.
+        infeasible: trials that miss a `search.constraints` bound, drawn as light grey crosses, unlabelled: they
+            are not candidates for the front.
 
     Raises:
         ValueError: when a marker has the wrong number of values.
@@ -105,6 +109,11 @@ def pareto_figure(
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     ax.scatter(xs, ys, s=22, color=GREY, label=f"trials ({len(xs)})", zorder=2)
+    if infeasible:
+        ix, iy, _, _ = _plane(infeasible, objective_names, maximize)
+        if len(objective_names) == 1:  # positions after the feasible trials'
+            ix = [len(xs) + x for x in ix]
+        ax.scatter(ix, iy, s=26, marker="x", color=INFEASIBLE, label=f"infeasible ({len(ix)})", zorder=1)
     if front_idx:
         fx, fy = [xs[i] for i in front_idx], [ys[i] for i in front_idx]
         ax.scatter(fx, fy, s=40, color=FRONT, label=f"Pareto front ({len(front_idx)})", zorder=3)

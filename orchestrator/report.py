@@ -29,6 +29,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from orchestrator import tracking
+from orchestrator.constraints import TAG_CONSTRAINTS, TAG_FEASIBLE
 from orchestrator.pareto import summarize
 from orchestrator.pareto_artifacts import Marker, pareto_figure, trial_label
 from orchestrator.references import References
@@ -88,6 +89,7 @@ class TrialRow:
     metrics: dict[str, float]
     record: TrialRecord
     logged: dict[str, str] = field(default_factory=dict)
+    feasible: bool = True  # False: the run is tagged `feasible=false` (it misses a `search.constraints` bound)
 
     def searched(self, path: str) -> str:
         """The trial's sampled value of `path` as MLflow shows it, "" when the space did not sample it here."""
@@ -120,6 +122,7 @@ class ParetoPlot:
     names: list[str]
     maximize: list[bool]
     markers: list[Marker] = field(default_factory=list)
+    infeasible: list[list[float]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -170,18 +173,21 @@ def finished_trials(tracking_uri: str, parent_run_id: str, trials_dir: Path) -> 
         if record is None:
             raise tracking.TrackingError(f"trial {trial_id} has no record: neither {Path(trials_dir) / trial_id} "
                                          f"nor its MLflow run {run.info.run_id} holds {TRIAL_RECORD_FILE}")
-        rows.append(TrialRow(trial_id, dict(run.data.metrics), record, dict(run.data.params)))
+        rows.append(TrialRow(trial_id, dict(run.data.metrics), record, dict(run.data.params),
+                             feasible=run.data.tags.get(TAG_FEASIBLE) != "false"))
     return rows
 
 
-def parent_references(tracking_uri: str, parent_run_id: str) -> References:
-    """The reference points the driver logged on the sweep's parent run (none for a run without them)."""
+def parent_references(tracking_uri: str, parent_run_id: str) -> tuple[References, list[str]]:
+    """The reference points the driver logged on the sweep's parent run (none for a run without them), and its
+    resolved constraints (`clreg.constraints`, one bound per line; [] without constraints)."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
     parent = tracking.read(f"read the sweep's parent run {parent_run_id}", tracking_uri,
                            lambda: client.get_run(parent_run_id))
-    return References.from_run(parent.data.metrics, parent.data.tags)
+    bounds = parent.data.tags.get(TAG_CONSTRAINTS, "")
+    return References.from_run(parent.data.metrics, parent.data.tags), [b for b in bounds.splitlines() if b]
 
 
 def sweep_report(sweep_dir: str | Path, html: bool = False) -> SweepReport:
@@ -211,7 +217,7 @@ def sweep_report(sweep_dir: str | Path, html: bool = False) -> SweepReport:
     settings = {r.trial_id: _setting(r.record, [p for p in grid_params if p not in _AXES]) for r in rows}
     sweep = _Sweep(rows, cfg.objective_modes, space, settings,
                    {r.trial_id: trial_label(_label_params(r, settings[r.trial_id]), r.trial_id) for r in rows},
-                   parent_references(state.tracking_uri, state.parent_run_id))
+                   *parent_references(state.tracking_uri, state.parent_run_id))
     out = _Draft([Heading(f"Sweep `{cfg.name}`", 1), Paragraph(_definitions_text(rows, cfg.base.eval.definitions))])
 
     front = _pareto_section(sweep, out)
@@ -267,6 +273,7 @@ class _Sweep:
     settings: dict[str, Setting]
     labels: dict[str, str]
     references: References
+    constraints: list[str]  # the resolved bounds, as the driver logged them
 
     @property
     def names(self) -> list[str]:
@@ -312,25 +319,34 @@ def _definitions_text(rows: Sequence[TrialRow], configured: str) -> str:
 def _pareto_section(sweep: _Sweep, out: _Draft) -> set[str]:
     """The summary line and the Pareto plot; returns the ids of the trials on the front."""
     names, maximize = sweep.names, [mode == "max" for _, mode in sweep.objectives]
-    # As on the MLflow parent run: only trials that report every objective take part in the front.
-    summary = summarize([r.metrics for r in sweep.rows], sweep.objectives)
+    # As on the MLflow parent run: only feasible trials that report every objective take part in the front.
+    summary = summarize([r.metrics for r in sweep.rows], sweep.objectives, feasible=[r.feasible for r in sweep.rows])
     scored = [sweep.rows[i] for i in summary.scored]
-    points, front_idx = summary.points, summary.front
+    points, front_idx, infeasible = summary.points, summary.front, summary.infeasible_points
     out.blocks.append(Paragraph(
         f"{len(sweep.rows)} finished trials; objectives: {', '.join(f'{m} ({mode})' for m, mode in sweep.objectives)}; "
         f"Pareto front: {len(front_idx)} trials; hypervolume {summary.hypervolume:.4g} (reference "
         f"{summary.reference})."))
+    if sweep.constraints:
+        out.blocks.append(Paragraph(
+            f"Constraints (`search.constraints`): {'; '.join(sweep.constraints)}. {len(infeasible)} finished "
+            "trial(s) miss one: they are greyed (× in the tables) and take no part in the front, its hypervolume or "
+            "the best trials."))
     if not scored:
-        out.skip("Pareto plot", f"no finished trial reports every objective ({', '.join(names)})")
+        reason = "is feasible and reports" if sweep.constraints else "reports"
+        out.skip("Pareto plot", f"no finished trial {reason} every objective ({', '.join(names)})")
         _references_table(sweep, out)
         return set()
     markers = sweep.references.markers(names)
-    plot = ParetoPlot(points, front_idx, [sweep.labels[r.trial_id] for r in scored], names, maximize, markers)
-    unplotted = len(sweep.rows) - len(scored)
+    plot = ParetoPlot(points, front_idx, [sweep.labels[r.trial_id] for r in scored], names, maximize, markers,
+                      infeasible)
+    unplotted = len(sweep.rows) - len(scored) - len(infeasible)
     out.blocks.append(Heading("Pareto front"))
     out.image(PARETO_PNG, plot,
-              pareto_figure(points, front_idx, plot.labels, names, maximize, label_all=True, markers=markers),
-              "Pareto front", f"Every finished trial that reports all objectives ({len(scored)}), the front in red."
+              pareto_figure(points, front_idx, plot.labels, names, maximize, label_all=True, markers=markers,
+                            infeasible=infeasible),
+              "Pareto front", f"Every feasible finished trial that reports all objectives ({len(scored)}), the front "
+              "in red." + (f" Infeasible trials ({len(infeasible)}): light grey crosses." if infeasible else "")
               + (f" {unplotted} trial(s) missing an objective are not shown." if unplotted else "")
               + (f" Reference points: {', '.join(m.label for m in markers)}." if markers else ""))
     _references_table(sweep, out)
@@ -357,13 +373,16 @@ def _references_table(sweep: _Sweep, out: _Draft) -> None:
 def _tables(sweep: _Sweep, front: set[str], grid_params: list[str], out: _Draft) -> None:
     """Every trial, the best per objective and, for grid parameters, the ablation table (mean ± std over seeds)."""
     names, searched = sweep.names, list(sweep.space.params)
-    out.blocks += [Heading("Trials (* = on the Pareto front)"),
+    legend = "* = on the Pareto front, × = infeasible" if sweep.constraints else "* = on the Pareto front"
+    out.blocks += [Heading(f"Trials ({legend})"),
                    Table(["", "trial", *names, *searched],
-                         [["*" if r.trial_id in front else "", r.trial_id, *(_with_spread(r.metrics, m) for m in names),
-                           *(_param(r.searched(p)) for p in searched)] for r in sweep.rows])]
+                         [["*" if r.trial_id in front else "" if r.feasible else "×", r.trial_id,
+                           *(_with_spread(r.metrics, m) for m in names), *(_param(r.searched(p)) for p in searched)]
+                          for r in sweep.rows],
+                         muted=frozenset(i for i, r in enumerate(sweep.rows) if not r.feasible))]
     best_rows = []
     for m, mode in sweep.objectives:
-        candidates = [r for r in sweep.rows if _finite(r.metrics.get(m))]
+        candidates = [r for r in sweep.rows if r.feasible and _finite(r.metrics.get(m))]
         if candidates:
             best = (max if mode == "max" else min)(candidates, key=lambda r: r.metrics[m])
             best_rows.append([m, best.trial_id, number_cell(best.metrics[m]),

@@ -33,8 +33,11 @@ class Paragraph:
 
 @dataclass(frozen=True)
 class Table:
+    """Rows of cells; the rows in `muted` (indices) are greyed in HTML (Markdown has no colour: say it in a cell)."""
+
     header: Sequence[str]
     rows: Sequence[Sequence[str]]
+    muted: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,9 @@ def to_html(blocks: Sequence[Block], title: str, images: Mapping[str, bytes]) ->
             body.append(f"<p>{_inline(block.text)}</p>")
         elif isinstance(block, Table):
             head = "".join(f"<th>{_inline(h)}</th>" for h in block.header)
-            rows = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in block.rows)
+            rows = "".join(("<tr class='muted'>" if i in block.muted else "<tr>")
+                           + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>"
+                           for i, row in enumerate(block.rows))
             body.append(f"<table><tr>{head}</tr>{rows}</table>")
         elif isinstance(block, Image):
             data = base64.b64encode(images[block.file]).decode("ascii")
@@ -99,7 +104,7 @@ def to_html(blocks: Sequence[Block], title: str, images: Mapping[str, bytes]) ->
         f"<title>{html.escape(title)}</title><style>"
         "body{font-family:sans-serif;margin:1.5em;max-width:90em}img{max-width:100%}"
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;font-size:13px;text-align:left}"
-        "code{background:#f3f3f3;padding:0 3px}</style></head><body>\n"
+        "code{background:#f3f3f3;padding:0 3px}tr.muted td{color:#999}</style></head><body>\n"
         + "\n".join(body)
         + "\n</body></html>\n"
     )

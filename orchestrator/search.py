@@ -6,6 +6,10 @@ earned: COMPLETE only when it ran to its end and reported every objective, FAIL 
 diverged, PRUNED when it was stopped early (ASHA). Ray's `OptunaSearch` tells COMPLETE for any trial that ends
 without an error and a list of Nones for a multi-objective trial that lacked an objective (which Optuna refuses,
 leaving a RUNNING zombie); fixing that needed its private attributes, so the searcher is our own.
+
+With `search.constraints`, each COMPLETE or PRUNED trial gets its violations (`orchestrator.constraints.violations`)
+through Optuna's `Trial.set_constraint`, one per constrained metric, before it is told: TPE, NSGA-II and GP rank
+infeasible trials by them.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import optuna
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from orchestrator.console_log import is_verbose
+from orchestrator.constraints import Bound, violations
 from orchestrator.sweep_config import SearchConfig
 from orchestrator.writable import sqlite_problem
 from search_spaces.space import SearchSpace
@@ -59,11 +64,13 @@ class StudySearcher(Searcher):
 
     def __init__(self, space: SearchSpace, num_layers: int, objectives: list[tuple[str, str]],
                  sampler: optuna.samplers.BaseSampler, study_name: str, storage_url: str,
-                 grid: list[dict[str, Any]]) -> None:
+                 grid: list[dict[str, Any]], bounds: list[Bound] = ()) -> None:
         """Connect to the study, creating it when it does not exist; a new study gets the `grid` points enqueued
-        (asked before anything is sampled), so a grid preset runs each combination exactly once."""
+        (asked before anything is sampled), so a grid preset runs each combination exactly once. `bounds` are the
+        sweep's resolved constraints."""
         super().__init__(metric=[m for m, _ in objectives], mode=[mode for _, mode in objectives])
         self._space, self._num_layers, self._sampler = space, num_layers, sampler
+        self._bounds = list(bounds)
         self._study_name, self._url = study_name, storage_url
         self._numbers: dict[str, int] = {}
         self._connect(create=True)
@@ -81,8 +88,13 @@ class StudySearcher(Searcher):
         number = self._numbers[trial_id]
         # A driver killed after telling the study but before Tune saved its state restores a searcher that does not
         # know the trial ended; the study (persisted) does, and keeps the first outcome.
-        if not self._db.get_trial(_db_key(self._db, self._study_name, number)).state.is_finished():
+        key = _db_key(self._db, self._study_name, number)
+        if not self._db.get_trial(key).state.is_finished():
             state, values = trial_outcome(result, self.metric, error)
+            if state != optuna.trial.TrialState.FAIL:
+                trial = optuna.trial.Trial(self._study, key)
+                for bound, amount in zip(self._bounds, violations(result or {}, self._bounds)):
+                    trial.set_constraint(bound.metric, amount)
             self._study.tell(number, values, state=state)
 
     def save(self, checkpoint_path: str) -> None:
@@ -248,13 +260,19 @@ def startup_trials(num_trials: int) -> int:
     return max(3, min(10, num_trials // 4))
 
 
+# The samplers that read a trial's constraints (Optuna 5): they rank infeasible trials below feasible ones.
+CONSTRAINED_SAMPLERS = ("tpe", "nsga2", "gp")
+
+
 def make_sampler(search: SearchConfig, num_trials: int) -> optuna.samplers.BaseSampler:
     """The Optuna sampler named by `search.sampler`, seeded.
 
     TPE is multivariate (Optuna 5's multi-objective TPE is not, by default); TPE and GP start modelling after
     `startup_trials(num_trials)` random trials; NSGA-II gets a population of a quarter of the budget (at least 4)
     because its default of 50 leaves it random search for a whole laptop sweep; `grid` enumerates the space's grid
-    combinations, which the searcher enqueues, so its sampler only sees enqueued trials.
+    combinations, which the searcher enqueues, so its sampler only sees enqueued trials. TPE, NSGA-II and GP read
+    the constraints the searcher sets on each trial; random and grid proposals do not depend on results, so
+    constraints do not change them (infeasible trials still leave the front).
     """
     seed = search.seed
     if search.sampler == "tpe":
@@ -268,13 +286,13 @@ def make_sampler(search: SearchConfig, num_trials: int) -> optuna.samplers.BaseS
 
 
 def make_searcher(space: SearchSpace, num_layers: int, objectives: list[tuple[str, str]], search: SearchConfig,
-                  num_trials: int, study_name: str, storage_url: str) -> StudySearcher:
+                  num_trials: int, study_name: str, storage_url: str, bounds: list[Bound] = ()) -> StudySearcher:
     """The Tune searcher: define-by-run over `space`, the study persisted at `storage_url` under `study_name`, the
-    space's grid combinations enqueued first when the study is new."""
+    space's grid combinations enqueued first when the study is new; `bounds` are `search.constraints` resolved."""
     if not is_verbose():  # "A new study created in RDB with name ..." and the like: the sweep's own lines say it
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     return StudySearcher(space, num_layers, objectives, make_sampler(search, num_trials), study_name, storage_url,
-                         grid=[g for g in space.grid(num_layers) if g])
+                         grid=[g for g in space.grid(num_layers) if g], bounds=bounds)
 
 
 def limit_concurrency(searcher: StudySearcher, search: SearchConfig) -> ConcurrencyLimiter:

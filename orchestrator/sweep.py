@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from orchestrator import tracking
+from orchestrator.constraints import TAG_CONSTRAINTS, Bound, ConstraintError, resolve_bounds
 from orchestrator.pareto_artifacts import Marker
 from orchestrator.preflight import DataCheck, check_attack_objective, check_trial
 from orchestrator.run_record import RunRecord, collect
@@ -32,7 +33,9 @@ from orchestrator.writable import write_problem
 from search_spaces.presets import load_preset
 from search_spaces.space import SearchSpace, is_grid
 from trainables.atomic_files import write_bytes_atomic, write_json_atomic
+from trainables.config import TrialConfig
 from trainables.metrics.oracle_logs import NEEDS as ORACLE_LOG_NEEDS
+from trainables.metrics.oracle_logs import OracleLog
 from trainables.report_keys import DIVERGED, DIVERGENCE_REASON
 
 SWEEP_FILE = "sweep.yaml"
@@ -137,27 +140,16 @@ def validate_sweep(cfg: SweepConfig, address: str | None = None) -> ValidatedSwe
     if frozen:
         raise SweepError(f"space: {', '.join(frozen)} cannot be searched (one prepared model and benchmark per "
                          f"sweep, one attack protocol); searchable sections: method, clreg, train, eval")
-    prep = cfg.base.prepare
-    # An open-unlearning log replaces any trained oracle's reference, so it must hold what each objective reads.
-    oracle_log = trial.oracle_log
     for i, obj in enumerate(cfg.objectives):
-        if obj.metric not in REPORTED:
-            raise SweepError(f"objectives[{i}].metric {obj.metric!r} is reported by no metric; allowed: "
-                             f"{', '.join(REPORTED.names())}")
-        if REPORTED.get(obj.metric).kind == "attack":
-            try:
-                check_attack_objective(f"objectives[{i}].metric", obj.metric, cfg.base)
-            except ValueError as e:
-                raise SweepError(str(e)) from None
-            continue
-        needs_oracle = REPORTED.get(obj.metric).needs_oracle
-        if needs_oracle and oracle_log is None and not prep.enabled and not prep.oracle_path:
-            raise SweepError(f"objectives[{i}].metric {obj.metric} needs the oracle model: set prepare.enabled, "
-                             f"prepare.oracle_path or prepare.oracle_logs")
-        if needs_oracle and oracle_log is not None and not oracle_log.supplies(obj.metric):
-            raise SweepError(f"objectives[{i}].metric {obj.metric} needs {ORACLE_LOG_NEEDS[obj.metric]} from the "
-                             f"oracle, and prepare.oracle_logs {prep.oracle_logs} has none; allowed: a retain "
-                             f"model's log that has it, or prepare.enabled / prepare.oracle_path without the log")
+        check_trial_metric(f"objectives[{i}].metric", obj.metric, cfg.base, trial.oracle_log)
+    for i, bound in enumerate(cfg.search.constraints):
+        check_trial_metric(f"search.constraints[{i}].metric", bound.metric, cfg.base, trial.oracle_log)
+        if bound.of is not None and REPORTED.get(bound.metric).kind == "attack":
+            raise SweepError(f"search.constraints[{i}]: {bound.metric} is measured by an attack, which the "
+                             f"{bound.of} point is not scored with; give absolute bounds (drop `of`)")
+        if bound.of == "oracle" and not has_oracle(cfg.base):
+            raise SweepError(f"search.constraints[{i}]: of oracle needs an oracle model: set base.prepare.enabled, "
+                             "base.prepare.oracle_path or base.prepare.oracle_logs, or give absolute bounds")
     grid = [g for g in space.grid(num_layers) if g]
     sampled = [name for name, p in space.params.items() if not is_grid(p)]
     num_trials = cfg.search.num_trials
@@ -175,6 +167,41 @@ def validate_sweep(cfg: SweepConfig, address: str | None = None) -> ValidatedSwe
     check_space(cfg.base, space, num_layers, bench, this_machine() if local else None)
     return ValidatedSweep(cfg, space, num_layers, num_trials, bench, pure_grid=bool(grid and not sampled),
                           data=trial.data)
+
+
+def check_trial_metric(field: str, metric: str, base: TrialConfig, oracle_log: OracleLog | None) -> None:
+    """A metric an objective or a constraint reads: some metric suite reports it, and the trial can measure it
+    (an attack metric needs its attack before the trial ends; an oracle-relative one needs the oracle, or an
+    open-unlearning log that holds what it reads, since such a log replaces any trained oracle's reference).
+
+    Raises:
+        SweepError naming `field`, the setting that keeps the metric from being measured and the allowed values.
+    """
+    from trainables.metrics import REPORTED  # imports every metric suite, which registers its metrics
+
+    if metric not in REPORTED:
+        raise SweepError(f"{field} {metric!r} is reported by no metric; allowed: {', '.join(REPORTED.names())}")
+    if REPORTED.get(metric).kind == "attack":
+        try:
+            check_attack_objective(field, metric, base)
+        except ValueError as e:
+            raise SweepError(str(e)) from None
+        return
+    prep = base.prepare
+    needs_oracle = REPORTED.get(metric).needs_oracle
+    if needs_oracle and oracle_log is None and not has_oracle(base):
+        raise SweepError(f"{field} {metric} needs the oracle model: set prepare.enabled, prepare.oracle_path or "
+                         f"prepare.oracle_logs")
+    if needs_oracle and oracle_log is not None and not oracle_log.supplies(metric):
+        raise SweepError(f"{field} {metric} needs {ORACLE_LOG_NEEDS[metric]} from the oracle, and "
+                         f"prepare.oracle_logs {prep.oracle_logs} has none; allowed: a retain model's log that has "
+                         f"it, or prepare.enabled / prepare.oracle_path without the log")
+
+
+def has_oracle(base: TrialConfig) -> bool:
+    """Whether the sweep has an oracle to score against: trained by `prepare`, given as a folder, or a log."""
+    prep = base.prepare
+    return bool(prep.enabled or prep.oracle_path or prep.oracle_logs)
 
 
 def check_storage_dir(path: Path) -> None:
@@ -266,20 +293,30 @@ def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool 
     # Saved with absolute locations, so `resume` and `report` work from any directory.
     cfg = cfg.model_copy(update={"storage": cfg.storage.model_copy(update={"dir": str(paths.root.parent)}),
                                  "mlflow": cfg.mlflow.model_copy(update={"tracking_uri": uri})})
+    _check_sweep_dir(paths, cfg, resume)
     with ray_cluster(address):
         warn_if_trial_does_not_fit(cfg.base.train, log)
-        _claim_sweep_dir(paths, cfg, resume)
         prepared = prepare(cfg.base, log=log, bench=checked.bench)
         attack_ref = trial_attack_reference(cfg.base, prepared, log)
         references = load_references(cfg.base, prepared, checked.bench, log=log)
+        try:
+            bounds = resolve_bounds(cfg.search.constraints, references)
+        except ConstraintError as e:  # before the sweep folder exists: the prepared models stay cached
+            raise SweepError(str(e)) from None
+        if not resume:
+            _create_sweep_dir(paths, cfg)
         names = [m for m, _ in cfg.objective_modes]
         markers = references.markers(names)
         log(f"sweep {cfg.name}: reference points {references.describe(names)}")
+        if bounds:
+            log(f"sweep {cfg.name}: constraints {'; '.join(b.text for b in bounds)}: trials outside them are kept "
+                f"but never on the front{constraint_note(cfg.search.sampler)}")
         record = collect(benchmark_fingerprint(checked.bench))
         runs = tracking.open_sweep(uri, cfg.mlflow.experiment or cfg.name, cfg.name,
                                    {**cfg.model_dump(mode="json", by_alias=True), **record.params(cfg.base)})
         tracking.log_metrics(runs, runs.parent_run_id, references.metrics())
-        tracking.set_tags(runs, runs.parent_run_id, references.tags())
+        tracking.set_tags(runs, runs.parent_run_id,
+                          references.tags() | ({TAG_CONSTRAINTS: "\n".join(b.text for b in bounds)} if bounds else {}))
         if resume:
             _drop_lost_trials(paths, cfg, runs, log)
             tracking.close_zombies(runs)
@@ -294,7 +331,7 @@ def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool 
                 "cluster); --verbose prints them here")
         # Where a restored searcher finds the study: this folder's, also when the folder has moved since it started.
         with study_url_for_restore(paths.optuna_url(cfg)):
-            results = _tuner(checked, paths, prepared, attack_ref, runs, resume, record, markers).fit()
+            results = _tuner(checked, paths, prepared, attack_ref, runs, resume, record, markers, bounds).fit()
         # Stopped before every trial ended (Ctrl-C): the parent run must not look complete; `resume` reopens it.
         interrupted = results.num_terminated + results.num_errors < checked.num_trials
         if cfg.base.attack.when == "front" and not interrupted:
@@ -305,6 +342,15 @@ def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool 
     tracking.close_sweep(runs, "KILLED" if interrupted else "FAILED" if results.num_errors else "FINISHED")
     diverged = sum(1 for r in results if r.metrics and r.metrics.get(DIVERGED))
     return SweepOutcome(paths, uri, summary, results.num_errors, diverged, interrupted)
+
+
+def constraint_note(sampler: str) -> str:
+    """What the sampler does with `search.constraints`, for the sweep's start line."""
+    from orchestrator.search import CONSTRAINED_SAMPLERS
+
+    if sampler in CONSTRAINED_SAMPLERS:
+        return f"; sampler {sampler} is told each trial's violations"
+    return f"; sampler {sampler} proposes points without looking at results, so the constraints do not steer it"
 
 
 def _drop_lost_trials(paths: SweepPaths, cfg: SweepConfig, runs: tracking.SweepRuns, log) -> None:
@@ -325,7 +371,7 @@ def _drop_lost_trials(paths: SweepPaths, cfg: SweepConfig, runs: tracking.SweepR
 
 
 def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, attack_ref: str | None, runs: tracking.SweepRuns,
-           resume: bool, record: RunRecord, markers: list[Marker]):
+           resume: bool, record: RunRecord, markers: list[Marker], bounds: list[Bound]):
     """Tune's experiment: a new one, or the saved one restored (which keeps its callback, record and markers)."""
     from ray import tune
 
@@ -363,7 +409,8 @@ def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, attack_ref: str
         tune_config=tune.TuneConfig(
             search_alg=limit_concurrency(
                 make_searcher(checked.space, checked.num_layers, objectives, cfg.search, checked.num_trials,
-                              study_name=sweep_study_name(cfg.name), storage_url=paths.optuna_url(cfg)),
+                              study_name=sweep_study_name(cfg.name), storage_url=paths.optuna_url(cfg),
+                              bounds=bounds),
                 cfg.search),
             scheduler=scheduler,
             num_samples=checked.num_trials,
@@ -377,7 +424,7 @@ def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, attack_ref: str
                                     functools.partial(build_record, base=base, repeat_seeds=seeds,
                                                       num_layers=checked.num_layers),
                                     record, markers, num_trials=checked.num_trials,
-                                    params=list(checked.space.params))],
+                                    params=list(checked.space.params), bounds=bounds)],
             failure_config=tune.FailureConfig(max_failures=cfg.search.max_trial_failures),
             progress_reporter=sweep_table([m for m, _ in objectives], list(checked.space.params)),
             verbose=1,
@@ -385,14 +432,18 @@ def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, attack_ref: str
     )
 
 
-def _claim_sweep_dir(paths: SweepPaths, cfg: SweepConfig, resume: bool) -> None:
-    """A new sweep needs a new directory; a resume needs the old one, with every file it continues from intact."""
+def _check_sweep_dir(paths: SweepPaths, cfg: SweepConfig, resume: bool) -> None:
+    """Before the cluster starts: a new sweep needs a new directory; a resume needs the old one, with every file it
+    continues from intact."""
     if resume:
         check_resumable(cfg)
-        return
-    if paths.sweep_file.exists():
+    elif paths.sweep_file.exists():
         raise SweepError(f"sweep directory {paths.root} exists: `clreg-sweep resume {paths.root}` continues it, "
                          f"or choose another name (--set name=...)")
+
+
+def _create_sweep_dir(paths: SweepPaths, cfg: SweepConfig) -> None:
+    """A new sweep's directory with its resolved sweep file, once nothing can refuse the sweep any more."""
     paths.root.mkdir(parents=True, exist_ok=True)
     if not os.access(paths.root, os.W_OK):
         raise SweepError(f"storage.dir {paths.root.parent} is not writable")

@@ -23,6 +23,30 @@ class Objective(StrictModel):
     mode: Literal["max", "min"] = "max"
 
 
+class Constraint(StrictModel):
+    """A bound a trial's metric must meet for the trial to count: a trial outside it is infeasible, kept in MLflow
+    (tag `feasible=false`) but never on the front or in its hypervolume, and told to Optuna's constrained samplers.
+
+    With `of`, `min` and `max` are factors of that reference model's value of the metric (`min: 0.9, of: target`:
+    at least 90% of the target's model utility), resolved once the references are scored; without it they are
+    absolute values.
+    """
+
+    metric: str
+    min: float | None = Field(None, description="the lowest allowed value (a factor of the reference's with `of`)")
+    max: float | None = Field(None, description="the highest allowed value (a factor of the reference's with `of`)")
+    of: Literal["target", "oracle"] | None = Field(
+        None, description="target or oracle: the bounds are factors of that model's value; absent: absolute bounds")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Constraint:
+        if self.min is None and self.max is None:
+            raise ValueError(f"constraint on {self.metric}: give min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"constraint on {self.metric}: min {self.min} is above max {self.max}")
+        return self
+
+
 class SearchConfig(StrictModel):
     """How Optuna proposes trials and how many run at once."""
 
@@ -40,6 +64,11 @@ class SearchConfig(StrictModel):
     asha: bool = Field(False, description="stop weak trials early (ASHA on the first objective's epochs)")
     max_trial_failures: int = Field(
         2, ge=0, description="Tune restarts of a trial whose process or node died (it resumes from its checkpoint)",
+    )
+    constraints: list[Constraint] = Field(
+        default_factory=list,
+        description="bounds a trial must meet to count (e.g. {metric: model_utility, min: 0.9, of: target} against "
+        "collapse); infeasible trials are excluded from the front and told to TPE, NSGA-II and GP as infeasible",
     )
     trial_seeds: list[Seed] | None = Field(
         None, min_length=1,
@@ -100,6 +129,10 @@ class SweepConfig(StrictModel):
         names = [o.metric for o in self.objectives]
         if len(set(names)) != len(names):
             raise ValueError(f"objectives: each metric may appear once, got {names}")
+        bounded = [c.metric for c in self.search.constraints]
+        if len(set(bounded)) != len(bounded):
+            raise ValueError(f"search.constraints: each metric may appear once (give min and max in one entry), "
+                             f"got {bounded}")
         return self
 
 

@@ -44,6 +44,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS, MLFLOW_PARENT_RUN_
 from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
 from sqlalchemy.engine import make_url
 
+from orchestrator.constraints import TAG_FEASIBLE
 from orchestrator.pareto import maximize_flags, summarize
 from orchestrator.pareto_artifacts import Marker, pareto_figure, pareto_html, trial_label
 from orchestrator.run_record import PREFIX as RECORD_PREFIX
@@ -120,8 +121,9 @@ class ParetoSummary:
 
     front: list[dict[str, Any]]
     hypervolume: float
-    num_trials: int
+    num_trials: int  # finished trials that report every objective and meet the constraints
     reference: list[float] = field(default_factory=list)
+    num_infeasible: int = 0  # finished trials that report every objective but miss a constraint
 
 
 def default_tracking_uri(workdir: Path) -> str:
@@ -286,8 +288,10 @@ def update_pareto(
 ) -> ParetoSummary:
     """Recompute the Pareto front over the FINISHED children that report every objective, and publish it.
 
-    Each such child is tagged `pareto=true|false` (only when the tag changes). The parent gets the metrics
-    `pareto/hypervolume` and `pareto/num_trials` at step = number of those children, and the artifacts
+    Children tagged `feasible=false` (they miss a `search.constraints` bound, see `orchestrator.constraints`) are
+    never on the front and add no hypervolume; the front picture shows them greyed. Each such child is tagged
+    `pareto=true|false` (only when the tag changes). The parent gets the metrics `pareto/hypervolume` and
+    `pareto/num_trials` (the feasible children) at step = number of those children, and the artifacts
     `pareto/front.json` (one row per front member: label, trial id, run id, objective values, `params.*`),
     `pareto/front.png` and `pareto/front.html`. FAILED, KILLED and RUNNING children are ignored.
 
@@ -307,17 +311,19 @@ def update_pareto(
     names = [metric for metric, _ in objectives]
     client = MlflowClient(runs.tracking_uri)
     finished = sweep_children(client, runs.experiment_id, runs.parent_run_id, status="FINISHED")
-    summary = summarize([r.data.metrics for r in finished], objectives, reference)
+    feasible = [r.data.tags.get(TAG_FEASIBLE) != "false" for r in finished]
+    summary = summarize([r.data.metrics for r in finished], objectives, reference, feasible)
     trials = [finished[i] for i in summary.scored]
     points, maximize = summary.points, maximize_flags(objectives)
-    _tag_pareto(client, trials, set(summary.front))
+    _tag_pareto(client, trials + [finished[i] for i in summary.infeasible], set(summary.front))
     labels = [label(r.data.params, r.data.tags.get(TAG_TRIAL, r.info.run_id)) for r in trials]
     front = sorted(summary.front, key=lambda i: -points[i][0] if maximize[0] else points[i][0])
     rows = [_front_row(trials[i], labels[i], names) for i in front]
     log_metrics(runs, runs.parent_run_id, {"pareto/hypervolume": summary.hypervolume,
                                            "pareto/num_trials": len(trials)}, len(trials))
-    _log_pareto_artifacts(client, runs, rows, points, front, labels, names, maximize, markers)
-    return ParetoSummary(rows, summary.hypervolume, len(trials), summary.reference)
+    _log_pareto_artifacts(client, runs, rows, points, front, labels, names, maximize, markers,
+                          summary.infeasible_points)
+    return ParetoSummary(rows, summary.hypervolume, len(trials), summary.reference, len(summary.infeasible))
 
 
 def sweep_children(client: MlflowClient | str, experiment_id: str, parent_run_id: str, status: str | None = None,
@@ -533,6 +539,7 @@ def _log_pareto_artifacts(
     names: list[str],
     maximize: list[bool],
     markers: Sequence[Marker],
+    infeasible: list[list[float]],
 ) -> None:
     """Write front.json/png/html and upload them to the parent's `pareto/`, replacing the previous ones.
 
@@ -543,7 +550,7 @@ def _log_pareto_artifacts(
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         pd.DataFrame(rows).to_json(folder / "front.json", orient="split", index=False, date_format="iso")
-        figure = pareto_figure(points, front, labels, names, maximize, markers=markers)
+        figure = pareto_figure(points, front, labels, names, maximize, markers=markers, infeasible=infeasible)
         figure.savefig(folder / "front.png", bbox_inches="tight")
         page = pareto_html(points, front, labels, names, maximize, markers)
         (folder / "front.html").write_text(page, encoding="utf-8")

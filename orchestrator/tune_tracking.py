@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from ray.tune import Callback, CLIReporter
 
 from orchestrator import console_log, tracking
+from orchestrator.constraints import TAG_FEASIBLE, TAG_VIOLATION, Bound, violation_text
 from orchestrator.pareto_artifacts import Marker
 from orchestrator.run_record import RunRecord
 from orchestrator.trial_record import TrialRecord, describe_trial
@@ -64,12 +65,16 @@ class SweepTracker(Callback):
         markers: the reference models drawn on the front's pictures.
         num_trials: the trials the sweep runs (the N of "trial 3/N").
         params: the searched parameters, shown in a trial's start line.
+        bounds: `search.constraints` resolved; a finished trial outside one is tagged `feasible=false` (with the
+            bound it missed in `clreg.infeasible`) and kept off the front, one inside all `feasible=true`.
     """
 
     def __init__(self, runs: tracking.SweepRuns, objectives: list[tuple[str, str]],
                  trial_record: Callable[..., TrialRecord], run_record: RunRecord,
-                 markers: Sequence[Marker], num_trials: int, params: Sequence[str]) -> None:
+                 markers: Sequence[Marker], num_trials: int, params: Sequence[str],
+                 bounds: Sequence[Bound] = ()) -> None:
         self.runs = runs
+        self.bounds = list(bounds)
         self.objectives = objectives
         self.trial_record = trial_record
         self.run_record = run_record
@@ -115,12 +120,19 @@ class SweepTracker(Callback):
             _say(console_log.failed_line(number, total, seconds, reason, diverged=True))
             return
         complete = bool(result.get(TRIAL_COMPLETE))
+        missed = violation_text(result, self.bounds)
+        if self.bounds:
+            tracking.set_tags(self.runs, run_id, {TAG_FEASIBLE: "false" if missed else "true",
+                                                  **({TAG_VIOLATION: missed} if missed else {})})
         tracking.finish_child(self.runs, run_id, "FINISHED" if complete else "KILLED",
                               None if complete else "stopped early by the scheduler")
         summary = tracking.update_pareto(self.runs, self.objectives, markers=self.markers)
         names = [m for m, _ in self.objectives]
         line = (console_log.done_line if complete else console_log.stopped_line)(number, total, seconds, names, result)
-        _say(f"{line} ({summary.num_trials} complete, {len(summary.front)} on the Pareto front, hypervolume "
+        infeasible = f", infeasible: {missed}" if missed else ""
+        counted = (f"{summary.num_trials} feasible, {summary.num_infeasible} infeasible" if self.bounds
+                   else f"{summary.num_trials} complete")
+        _say(f"{line}{infeasible} ({counted}, {len(summary.front)} on the Pareto front, hypervolume "
              f"{summary.hypervolume:.4g})")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:

@@ -110,14 +110,27 @@ class FinishedSweep:
     console: str
 
 
+# The attacked sweep's two trials, a grid over the learning rate: at 1e-12 an Adam step changes no fp32 weight, so
+# that trial is the target model again; at 3e-3 a few SimNPO steps change the model. Its constraints keep only
+# trials within 1% of the target's model utility, i.e. the untouched one (a constraint no real sweep would set,
+# but one whose verdict is known before the sweep runs), and bound the attack's robustness.
+UNTOUCHED_LR, CHANGED_LR = 1e-12, 3e-3
+CONSTRAINED_SPACE = {"fixed": {"method.name": "simnpo", "clreg.enabled": True},
+                     "parameters": {"train.lr": {"type": "grid", "values": [UNTOUCHED_LR, CHANGED_LR]}}}
+CONSTRAINTS = [{"metric": "model_utility", "min": 0.99, "max": 1.01, "of": "target"},
+               {"metric": "relearn/robustness", "min": 0.0}]
+
+
 @pytest.fixture(scope="session")
 def attacked_sweep(tmp_path_factory, small_overrides, prepare_cache) -> FinishedSweep:
     """A real 2-trial sweep whose trials are attacked as they finish (`attack.when: final`), robustness its third
-    objective. Shared by the tests that read a finished sweep (the attack figures, the dashboard): every sweep
-    costs a Ray cluster and a few Ray Train runs on a 2-core CI machine."""
+    objective, under `CONSTRAINTS` (TPE is told them). Shared by the tests that read a finished sweep (the attack
+    figures, the constraints, the dashboard): every sweep costs a Ray cluster and a few Ray Train runs on a 2-core
+    CI machine."""
     env = SweepEnv(tmp_path_factory.mktemp("attacked"), small_overrides + [f"prepare.cache_dir={prepare_cache}"])
     name = "robust"
-    path = env.write(name, 2, 1, base=[*ATTACK, "attack.when=final"], objectives=ROBUSTNESS_OBJECTIVES)
+    path = env.write(name, 2, 1, base=[*ATTACK, "attack.when=final"], objectives=ROBUSTNESS_OBJECTIVES,
+                     space=CONSTRAINED_SPACE, search={"sampler": "tpe", "constraints": CONSTRAINTS})
     done = subprocess.run([sys.executable, "-m", "orchestrator.cli", "sweep", str(path)], cwd=env.root,
                           env=dict(os.environ, PYTHONUNBUFFERED="1"), capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

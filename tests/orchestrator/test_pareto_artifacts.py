@@ -37,6 +37,15 @@ def test_figure_draws_each_marker_with_its_own_symbol_and_label() -> None:
     assert set(staircase.get_xdata()) == {0.2, 0.5, 0.8}
 
 
+def test_infeasible_trials_are_drawn_apart_and_unlabelled() -> None:
+    front = pareto_front(POINTS, MAXIMIZE)
+    fig = pareto_figure(POINTS, front, LABELS, NAMES, MAXIMIZE, label_all=True, infeasible=[[0.9, 0.05]])
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["trials (4)", "infeasible (1)", "Pareto front (3)"]
+    np.testing.assert_allclose(ax.collections[1].get_offsets(), [[0.9, 0.05]])
+    assert sorted(t.get_text() for t in ax.texts) == LABELS  # the feasible trials only
+
+
 def test_one_objective_markers_are_horizontal_lines() -> None:
     fig = pareto_figure([[0.4], [0.6]], [1], ["a", "b"], ["forget_quality"], [True],
                         markers=[Marker("oracle (retain only)", (1.0,))])

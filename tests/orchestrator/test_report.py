@@ -1,7 +1,7 @@
 """`clreg-sweep report` on sweeps built from real parts, without Ray: a SQLite MLflow store filled through
 `orchestrator.tracking` as the sweep driver fills it, trial configs sampled from the real search spaces, each
 trial's record built, written and logged as the driver and the tracker do (tags from `describe_trial`), the sweep
-directory as `_claim_sweep_dir` writes it, and trial evaluations written by `save_eval`.
+directory as `_create_sweep_dir` writes it, and trial evaluations written by `save_eval`.
 
 One store per module (creating the database takes seconds); each test builds its own sweep in it.
 """
@@ -35,7 +35,7 @@ from orchestrator.report import (
     EntanglementPlot,
     sweep_report,
 )
-from orchestrator.sweep import _claim_sweep_dir, resolve_space, sweep_paths
+from orchestrator.sweep import _create_sweep_dir, resolve_space, sweep_paths
 from orchestrator.sweep_config import SweepConfig
 from orchestrator.tracking import (
     child_run,
@@ -85,7 +85,7 @@ class Sweep:
         self.space = resolve_space(self.cfg)
         self.base = self.cfg.base.model_dump(mode="json", by_alias=True)
         self.records: dict[str, TrialRecord] = {}
-        _claim_sweep_dir(self.paths, self.cfg, resume=False)
+        _create_sweep_dir(self.paths, self.cfg)
         self.runs = open_sweep(self.cfg.mlflow.tracking_uri, name, name, self.cfg.model_dump(mode="json",
                                                                                                 by_alias=True))
         write_json_atomic(self.paths.state_file, {

@@ -237,3 +237,29 @@ def test_deterministic_order_proposes_the_same_trials_whatever_order_they_end_in
     assert runs[("async", 1)] != runs[("async", 3)]  # the premise: timing changes what an async study proposes
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/deterministic-1.db")
     assert [t.state for t in study.trials] == [State.COMPLETE] * 10
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "gp"])
+def test_constrained_samplers_are_told_each_trials_violations(tmp_path, sampler):
+    """With `search.constraints`, every told trial carries its violations as Optuna constraints (what TPE, NSGA-II
+    and GP rank infeasible trials by), a trial stopped before its evaluation counting as infeasible; a pickled
+    searcher (Tune's `tuner.pkl`) keeps the bounds."""
+    from orchestrator.constraints import Bound
+    from orchestrator.search import make_searcher
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    searcher = make_searcher(load_preset("clreg-default"), 8, [("forget_quality", "max"), ("model_utility", "max")],
+                             SearchConfig(sampler=sampler), 8, study_name="s", storage_url=url,
+                             bounds=[Bound("model_utility", 0.4, None, "model_utility >= 0.4")])
+    for trial_id in ("kept", "collapsed", "stopped", "crashed"):
+        searcher.suggest(trial_id)
+    searcher = pickle.loads(pickle.dumps(searcher))
+    searcher.on_trial_complete("kept", {TRIAL_COMPLETE: 1, "forget_quality": 0.2, "model_utility": 0.5})
+    searcher.on_trial_complete("collapsed", {TRIAL_COMPLETE: 1, "forget_quality": 0.9, "model_utility": 0.1})
+    searcher.on_trial_complete("stopped", {"epoch": 1})  # pruned before its evaluation
+    searcher.on_trial_complete("crashed", None, error=True)
+    trials = optuna.load_study(study_name="s", storage=url).trials
+    assert [t.state for t in trials] == [State.COMPLETE, State.COMPLETE, State.PRUNED, State.FAIL]
+    assert [t.constraints for t in trials] == [{"model_utility": pytest.approx(-0.1)},
+                                               {"model_utility": pytest.approx(0.3)}, {"model_utility": 1.0}, {}]
+    assert searcher.suggest("next")  # the sampler asks with the constrained trials in the study

@@ -198,14 +198,14 @@ def test_base_file_relative_to_the_sweep_file(tmp_path, monkeypatch, capsys):
 
 def test_base_file_is_inlined_in_the_saved_sweep_file(tmp_path):
     """The sweep directory's copy holds the whole base, so `resume` and `report` read it without the base file."""
-    from orchestrator.sweep import _claim_sweep_dir, load_sweep_dir, sweep_paths
+    from orchestrator.sweep import _create_sweep_dir, load_sweep_dir, sweep_paths
     from orchestrator.sweep_config import load_sweep_config
 
     path = _base_sweep(tmp_path, str(tmp_path / "sweeps" / "configs" / "trial.yaml"), TRIAL)  # absolute
     cfg = load_sweep_config(path, ["base.train.epochs=2"])
     assert (cfg.base.model.tiny.num_layers, cfg.base.train.lr, cfg.base.train.epochs) == (4, 3e-4, 2)
     paths = sweep_paths(cfg)
-    _claim_sweep_dir(paths, cfg, resume=False)
+    _create_sweep_dir(paths, cfg)
     (tmp_path / "sweeps" / "configs" / "trial.yaml").unlink()
     assert yaml.safe_load(paths.sweep_file.read_text())["base"]["train"]["lr"] == 3e-4
     assert load_sweep_dir(paths.root) == cfg

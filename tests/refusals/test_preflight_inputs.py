@@ -75,6 +75,13 @@ def with_attack(ws: Workspace, objective: str, **attack) -> dict:
                     objectives=[{"metric": "forget_quality"}, {"metric": "model_utility"}, {"metric": objective}])
 
 
+def with_constraints(ws: Workspace, *constraints: dict, objectives: list[dict] | None = None, **base) -> dict:
+    """The workspace sweep with `search.constraints`, its base updated by `base` (top-level trial sections)."""
+    sweep = ws.sweep(base={**ws.trial, **base}, **({"objectives": objectives} if objectives else {}))
+    sweep["search"] = {**sweep["search"], "constraints": list(constraints)}
+    return sweep
+
+
 def pickle_only(folder: Path) -> None:
     (folder / "model.safetensors").unlink()
     (folder / "pytorch_model.bin").write_bytes(b"\x80\x04N.")  # a pickle; it must never be unpickled
@@ -242,6 +249,23 @@ CASES: dict[str, tuple[str, Callable[[Workspace, Path, int], dict], list[str], l
     "attack-searched": (
         "validate", lambda ws, m, p: with_space(ws, {"attack.relearn.steps": {"type": "grid", "values": [1, 2]}}),
         ["space: attack.relearn.steps cannot be searched", "one attack protocol"], []),
+    "constraint-metric-unknown": (
+        "validate", lambda ws, m, p: with_constraints(ws, {"metric": "utility", "min": 0.9}),
+        ["search.constraints[0].metric 'utility' is reported by no metric; allowed:", "model_utility"], []),
+    "constraint-attack-metric-not-measured": (
+        "validate", lambda ws, m, p: with_constraints(ws, {"metric": "relearn/robustness", "min": 0.5}),
+        ["search.constraints[0].metric relearn/robustness is measured by an attack, and base.attack.when is "
+         "'never'"], []),
+    "constraint-attack-metric-relative": (
+        "validate", lambda ws, m, p: with_constraints(ws, {"metric": "quant/Q", "min": 0.5, "of": "target"},
+                                                      attack={"when": "final"}),
+        ["search.constraints[0]: quant/Q is measured by an attack, which the target point is not scored with",
+         "drop `of`"], []),
+    "constraint-relative-to-no-oracle": (
+        "validate", lambda ws, m, p: with_constraints(
+            ws, {"metric": "model_utility", "min": 0.9, "of": "oracle"}, objectives=[{"metric": "model_utility"}],
+            model={"name_or_path": str(free_model(ws, m))}, prepare={**ws.trial["prepare"], "enabled": False}),
+        ["search.constraints[0]: of oracle needs an oracle model"], []),
     "sweep-model-pickle-only": (
         "sweep", lambda ws, m, p: with_model(ws, free_model(ws, m, pickle_only)),
         ["weights are read as safetensors only"], []),
