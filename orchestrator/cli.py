@@ -229,6 +229,9 @@ def cmd_validate(args) -> int:
 
         print(f"constraints: {'; '.join(as_written(c) for c in cfg.search.constraints)} (relative bounds are resolved "
               "against the reference points when the sweep starts)")
+    if checked.warm_sources:
+        print(f"warm start: {', '.join(cfg.search.warm_start)} (same parameters and objectives; their finished "
+              "trials are added when the sweep's study is created)")
     print("\n".join(checked.data.summary_lines()))
     return 0
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 import pickle
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,9 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from orchestrator.console_log import is_verbose
 from orchestrator.constraints import Bound, violations
+from orchestrator.pareto import finite_number
 from orchestrator.sweep_config import SearchConfig
+from orchestrator.warm_start import ATTR_METRICS
 from orchestrator.writable import sqlite_problem
 from search_spaces.space import SearchSpace
 from trainables.report_keys import DIVERGED, TRIAL_COMPLETE
@@ -64,9 +66,11 @@ class StudySearcher(Searcher):
 
     def __init__(self, space: SearchSpace, num_layers: int, objectives: list[tuple[str, str]],
                  sampler: optuna.samplers.BaseSampler, study_name: str, storage_url: str,
-                 grid: list[dict[str, Any]], bounds: list[Bound] = ()) -> None:
-        """Connect to the study, creating it when it does not exist; a new study gets the `grid` points enqueued
-        (asked before anything is sampled), so a grid preset runs each combination exactly once. `bounds` are the
+                 grid: list[dict[str, Any]], bounds: list[Bound] = (),
+                 warm: Sequence[optuna.trial.FrozenTrial] = ()) -> None:
+        """Connect to the study, creating it when it does not exist; a new study gets the `warm` trials of earlier
+        sweeps (`orchestrator.warm_start`) and the `grid` points enqueued (asked before anything is sampled), so a
+        grid preset runs each combination exactly once and a resumed sweep adds nothing twice. `bounds` are the
         sweep's resolved constraints."""
         super().__init__(metric=[m for m, _ in objectives], mode=[mode for _, mode in objectives])
         self._space, self._num_layers, self._sampler = space, num_layers, sampler
@@ -75,6 +79,7 @@ class StudySearcher(Searcher):
         self._numbers: dict[str, int] = {}
         self._connect(create=True)
         if not self._study.get_trials(deepcopy=False):
+            self._study.add_trials(warm)
             for point in grid:
                 self._study.enqueue_trial(point)
 
@@ -95,6 +100,7 @@ class StudySearcher(Searcher):
                 trial = optuna.trial.Trial(self._study, key)
                 for bound, amount in zip(self._bounds, violations(result or {}, self._bounds)):
                     trial.set_constraint(bound.metric, amount)
+                trial.set_user_attr(ATTR_METRICS, final_metrics(result or {}))
             self._study.tell(number, values, state=state)
 
     def save(self, checkpoint_path: str) -> None:
@@ -122,6 +128,14 @@ class StudySearcher(Searcher):
                                               directions=directions, load_if_exists=True)
         else:
             self._study = optuna.load_study(study_name=self._study_name, storage=self._db, sampler=self._sampler)
+
+
+def final_metrics(result: Mapping[str, Any]) -> dict[str, float]:
+    """The metrics of a trial's final result that some metric suite reports, as finite numbers: kept with the
+    trial in the study, so a later sweep warm-started from this one can judge it against its own constraints."""
+    from trainables.metrics import REPORTED
+
+    return {k: float(v) for k, v in result.items() if k in REPORTED and finite_number(v)}
 
 
 def _db_key(storage: optuna.storages.BaseStorage, study_name: str, number: int) -> int:
@@ -286,13 +300,15 @@ def make_sampler(search: SearchConfig, num_trials: int) -> optuna.samplers.BaseS
 
 
 def make_searcher(space: SearchSpace, num_layers: int, objectives: list[tuple[str, str]], search: SearchConfig,
-                  num_trials: int, study_name: str, storage_url: str, bounds: list[Bound] = ()) -> StudySearcher:
+                  num_trials: int, study_name: str, storage_url: str, bounds: list[Bound] = (),
+                  warm: Sequence[optuna.trial.FrozenTrial] = ()) -> StudySearcher:
     """The Tune searcher: define-by-run over `space`, the study persisted at `storage_url` under `study_name`, the
-    space's grid combinations enqueued first when the study is new; `bounds` are `search.constraints` resolved."""
+    `warm` trials added and the space's grid combinations enqueued first when the study is new; `bounds` are
+    `search.constraints` resolved."""
     if not is_verbose():  # "A new study created in RDB with name ..." and the like: the sweep's own lines say it
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     return StudySearcher(space, num_layers, objectives, make_sampler(search, num_trials), study_name, storage_url,
-                         grid=[g for g in space.grid(num_layers) if g], bounds=bounds)
+                         grid=[g for g in space.grid(num_layers) if g], bounds=bounds, warm=warm)
 
 
 def limit_concurrency(searcher: StudySearcher, search: SearchConfig) -> ConcurrencyLimiter:

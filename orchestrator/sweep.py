@@ -29,6 +29,7 @@ from orchestrator.run_record import RunRecord, collect
 from orchestrator.sweep_config import SweepConfig
 from orchestrator.sweep_state import STATE_FILE, read_state
 from orchestrator.trial_record import build_record, record_for, resolve_point, write_record
+from orchestrator.warm_start import WarmStartError, check_sources, warm_trials
 from orchestrator.writable import write_problem
 from search_spaces.presets import load_preset
 from search_spaces.space import SearchSpace, is_grid
@@ -95,6 +96,7 @@ class ValidatedSweep:
     bench: Any
     pure_grid: bool  # every parameter is a grid: each combination runs once, whatever the sampler
     data: DataCheck  # rows truncated per split, optional sets absent: `validate` prints them
+    warm_sources: list[SweepConfig]  # the `search.warm_start` sweeps, checked compatible
 
     @property
     def search_text(self) -> str:
@@ -165,8 +167,12 @@ def validate_sweep(cfg: SweepConfig, address: str | None = None) -> ValidatedSwe
                          f"(seeds {space.repeat_seeds}): set search.asha=false or search.trial_seeds to one seed")
     local = not (address or os.environ.get("RAY_ADDRESS"))
     check_space(cfg.base, space, num_layers, bench, this_machine() if local else None)
+    try:
+        warm_sources = check_sources(cfg, space)
+    except WarmStartError as e:
+        raise SweepError(str(e)) from None
     return ValidatedSweep(cfg, space, num_layers, num_trials, bench, pure_grid=bool(grid and not sampled),
-                          data=trial.data)
+                          data=trial.data, warm_sources=warm_sources)
 
 
 def check_trial_metric(field: str, metric: str, base: TrialConfig, oracle_log: OracleLog | None) -> None:
@@ -331,7 +337,7 @@ def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool 
                 "cluster); --verbose prints them here")
         # Where a restored searcher finds the study: this folder's, also when the folder has moved since it started.
         with study_url_for_restore(paths.optuna_url(cfg)):
-            results = _tuner(checked, paths, prepared, attack_ref, runs, resume, record, markers, bounds).fit()
+            results = _tuner(checked, paths, prepared, attack_ref, runs, resume, record, markers, bounds, log).fit()
         # Stopped before every trial ended (Ctrl-C): the parent run must not look complete; `resume` reopens it.
         interrupted = results.num_terminated + results.num_errors < checked.num_trials
         if cfg.base.attack.when == "front" and not interrupted:
@@ -353,6 +359,15 @@ def constraint_note(sampler: str) -> str:
     return f"; sampler {sampler} proposes points without looking at results, so the constraints do not steer it"
 
 
+def warm_note(sampler: str) -> str:
+    """What the sampler makes of warm-start trials, for the sweep's start line."""
+    if sampler in ("tpe", "gp"):
+        return f"; sampler {sampler} models them with this sweep's trials (they count toward its random start-up)"
+    if sampler == "nsga2":
+        return "; sampler nsga2 does not use them (its generations hold only this sweep's own trials)"
+    return f"; sampler {sampler} proposes points without looking at results, so they do not steer it"
+
+
 def _drop_lost_trials(paths: SweepPaths, cfg: SweepConfig, runs: tracking.SweepRuns, log) -> None:
     """Before a resume: trials that started after Tune's last experiment-state save are unknown to the restored
     experiment, which will sample new trials in their place; their Optuna trials become FAIL and their MLflow
@@ -371,7 +386,7 @@ def _drop_lost_trials(paths: SweepPaths, cfg: SweepConfig, runs: tracking.SweepR
 
 
 def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, attack_ref: str | None, runs: tracking.SweepRuns,
-           resume: bool, record: RunRecord, markers: list[Marker], bounds: list[Bound]):
+           resume: bool, record: RunRecord, markers: list[Marker], bounds: list[Bound], log: Callable[[str], Any]):
     """Tune's experiment: a new one, or the saved one restored (which keeps its callback, record and markers)."""
     from ray import tune
 
@@ -400,6 +415,9 @@ def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, attack_ref: str
     if resume:
         return tune.Tuner.restore(str(paths.tune), trainable=trainable, resume_unfinished=True,
                                   resume_errored=False)
+    warm = warm_trials(checked.warm_sources, checked.space, checked.num_layers, bounds)
+    if checked.warm_sources:
+        log(f"sweep {cfg.name}: warm start with {warm.describe()}{warm_note(cfg.search.sampler)}")
     scheduler = None
     if cfg.search.asha:
         scheduler = tune.schedulers.ASHAScheduler(metric=objectives[0][0], mode=objectives[0][1],
@@ -410,7 +428,7 @@ def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, attack_ref: str
             search_alg=limit_concurrency(
                 make_searcher(checked.space, checked.num_layers, objectives, cfg.search, checked.num_trials,
                               study_name=sweep_study_name(cfg.name), storage_url=paths.optuna_url(cfg),
-                              bounds=bounds),
+                              bounds=bounds, warm=warm.trials),
                 cfg.search),
             scheduler=scheduler,
             num_samples=checked.num_trials,
@@ -500,7 +518,7 @@ def check_resumable(cfg: SweepConfig) -> None:
 
     paths = sweep_paths(cfg)
     _check_tune_experiment(paths)
-    _check_study(paths.optuna_url(cfg), sweep_study_name(cfg.name))
+    check_study(paths.optuna_url(cfg), sweep_study_name(cfg.name))
     read_state(paths.root)
 
 
@@ -531,7 +549,7 @@ def _check_tune_experiment(paths: SweepPaths) -> None:
                          "so the sweep cannot be resumed")
 
 
-def _check_study(url: str, study: str) -> None:
+def check_study(url: str, study: str) -> None:
     """The Optuna storage at `url` opens, passes SQLite's integrity check (a SQLite file) and holds `study`."""
     from sqlalchemy.engine import make_url
 

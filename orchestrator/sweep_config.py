@@ -70,11 +70,22 @@ class SearchConfig(StrictModel):
         description="bounds a trial must meet to count (e.g. {metric: model_utility, min: 0.9, of: target} against "
         "collapse); infeasible trials are excluded from the front and told to TPE, NSGA-II and GP as infeasible",
     )
+    warm_start: list[str] = Field(
+        default_factory=list,
+        description="earlier sweep folders whose finished trials seed this sweep's study (same parameters and "
+        "objectives; see README, Warm start)",
+    )
     trial_seeds: list[Seed] | None = Field(
         None, min_length=1,
         description="training seeds, each 0 .. 2**32-1; replaces the space's `seeds` (e.g. [0] for a quick look "
         "without a spread)",
     )
+
+
+    @field_validator("warm_start")
+    @classmethod
+    def _warm_start_home(cls, v: list[str]) -> list[str]:
+        return [expand_home(folder) for folder in v]
 
 
 class StorageConfig(StrictModel):

@@ -13,12 +13,30 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from orchestrator.search import sweep_study_name
+from orchestrator.search import make_searcher, sweep_study_name
+from orchestrator.sweep import _create_sweep_dir, resolve_space, sweep_paths
+from orchestrator.sweep_config import SweepConfig
+from trainables.report_keys import TRIAL_COMPLETE
 
 # A short attack: two relearning steps on half A, forget_prob only, 4-bit quantization.
 ATTACK = ["attack.metrics=[forget_prob]", "attack.relearn.steps=2", "attack.relearn.micro_batch_size=2",
           "attack.quantize.bits=[4]"]
 ROBUSTNESS_OBJECTIVES = ["forget_quality", "model_utility", "relearn/robustness"]
+
+
+def told_sweep(cfg: SweepConfig, results: list[dict | None], num_layers: int) -> Path:
+    """A sweep folder of `cfg` (its resolved sweep file and SQLite study) whose study holds one trial per result,
+    asked and told through the sweep's own searcher (None: a crashed trial), without training anything: an
+    earlier sweep for `search.warm_start` to read."""
+    paths = sweep_paths(cfg)
+    _create_sweep_dir(paths, cfg)
+    searcher = make_searcher(resolve_space(cfg), num_layers, cfg.objective_modes, cfg.search, len(results),
+                             sweep_study_name(cfg.name), paths.optuna_url(cfg))
+    for i, result in enumerate(results):
+        searcher.suggest(f"t{i}")
+        searcher.on_trial_complete(f"t{i}", None if result is None else {TRIAL_COMPLETE: 1, **result},
+                                   error=result is None)
+    return paths.root
 
 
 @dataclass

@@ -25,8 +25,10 @@ from orchestrator.pareto import pareto_front
 from orchestrator.prepare import prepare, prepared_dir
 from orchestrator.references import ORACLE_LABEL, TARGET_LABEL
 from orchestrator.run_record import PACKAGES, SOURCE_DIR, git_commit
+from orchestrator.sweep_config import load_sweep_config
 from orchestrator.trial_record import read_record
-from tests.orchestrator.conftest import ATTACK
+from orchestrator.warm_start import ATTR_ORIGIN
+from tests.orchestrator.conftest import ATTACK, told_sweep
 from trainables.config import TrialConfig
 from trainables.data.loading import benchmark_fingerprint, load_benchmark
 from trainables.metrics.definitions import DEFINITIONS_VERSION
@@ -165,8 +167,13 @@ def test_repeated_seeds_score_a_point_by_its_mean(sweep_env, monkeypatch):
 def test_interrupted_sweep_resumes_to_exactly_the_requested_trials(sweep_env, prepare_cache, capfd):
     """SIGINT after the first finished trial: Tune lets the running trial end, saves its state and stops before
     the third; `resume` runs the rest: 3 of everything, once. The sweep attacks its Pareto front when it ends
-    (`attack.when: front`): not when interrupted, exactly the front after the resume, never twice."""
-    sweep_file = sweep_env.write("resumed", 3, 1, base=[*ATTACK, "attack.when=front"])
+    (`attack.when: front`): not when interrupted, exactly the front after the resume, never twice. It is
+    warm-started from an earlier sweep's study, whose two finished trials it adds once, not again on resume."""
+    earlier = load_sweep_config(sweep_env.write("earlier", 2, 1), [])
+    source = told_sweep(earlier, [{"forget_quality": 0.05, "model_utility": 0.3}, None,
+                                  {"forget_quality": 0.2, "model_utility": 0.1}], NUM_LAYERS)
+    sweep_file = sweep_env.write("resumed", 3, 1, base=[*ATTACK, "attack.when=front"],
+                                 search={"warm_start": [str(source)]})
     proc = sweep_env.spawn_sweep(sweep_file)
     deadline = time.monotonic() + 900
     try:
@@ -206,8 +213,10 @@ def test_interrupted_sweep_resumes_to_exactly_the_requested_trials(sweep_env, pr
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert len(children) == 3 and all(c.info.status == "FINISHED" for c in children)
     assert len({c.data.tags["clreg.trial_id"] for c in children}) == 3
-    states = [t.state for t in sweep_env.study("resumed").trials]
-    assert states == [optuna.trial.TrialState.COMPLETE] * 3
+    study = sweep_env.study("resumed").trials
+    assert [t.state for t in study if ATTR_ORIGIN not in t.user_attrs] == [optuna.trial.TrialState.COMPLETE] * 3
+    assert [t.user_attrs.get(ATTR_ORIGIN) for t in study[:2]] == [f"{source}#0", f"{source}#2"]  # not the crash
+    assert [t.values for t in study[:2]] == [[0.05, 0.3], [0.2, 0.1]] and len(study) == 5
     assert sweep_env.tune_trials("resumed") == [("TERMINATED", 0)] * 3
 
     # The front attack: the reference built once per prepared pair and attack (here, or by the session's attacked

@@ -19,7 +19,9 @@ import pytest
 
 from orchestrator import cli
 from orchestrator.space_check import space_points
+from orchestrator.sweep_config import SweepConfig
 from search_spaces.space import SearchSpace
+from tests.orchestrator.conftest import told_sweep
 from tests.refusals.harness import Workspace, qa_rows
 
 MODEL_LAYERS = 2
@@ -79,6 +81,16 @@ def with_constraints(ws: Workspace, *constraints: dict, objectives: list[dict] |
     """The workspace sweep with `search.constraints`, its base updated by `base` (top-level trial sections)."""
     sweep = ws.sweep(base={**ws.trial, **base}, **({"objectives": objectives} if objectives else {}))
     sweep["search"] = {**sweep["search"], "constraints": list(constraints)}
+    return sweep
+
+
+def with_warm_start(ws: Workspace, earlier_space: dict) -> dict:
+    """The workspace sweep warm-started from an earlier sweep folder (sweep file and empty study) of `earlier_space`."""
+    earlier = SweepConfig.model_validate({"name": "earlier", "space": earlier_space,
+                                          "storage": {"dir": str(ws.root / "sweeps")}})
+    told_sweep(earlier, [], 8)
+    sweep = ws.sweep()
+    sweep["search"] = {**sweep["search"], "warm_start": [str(ws.root / "sweeps" / "earlier")]}
     return sweep
 
 
@@ -266,6 +278,15 @@ CASES: dict[str, tuple[str, Callable[[Workspace, Path, int], dict], list[str], l
             ws, {"metric": "model_utility", "min": 0.9, "of": "oracle"}, objectives=[{"metric": "model_utility"}],
             model={"name_or_path": str(free_model(ws, m))}, prepare={**ws.trial["prepare"], "enabled": False}),
         ["search.constraints[0]: of oracle needs an oracle model"], []),
+    "warm-start-other-parameters": (
+        "validate", lambda ws, m, p: with_warm_start(ws, {"parameters": {"clreg.tau": {"type": "float", "low": 0.1,
+                                                                                      "high": 0.9}}}),
+        ["search.warm_start[0] {root}/sweeps/earlier: parameter clreg.lambda is searched only by this sweep; allowed: "
+         "a sweep of the same parameters (clreg.tau, clreg.lambda, clreg.layer, train.lr)"], []),
+    "warm-start-not-a-sweep": (
+        "validate", lambda ws, m, p: {**(sweep := ws.sweep()), "search": {**sweep["search"],
+                                                                          "warm_start": [str(ws.root / "gone")]}},
+        ["search.warm_start[0]: {root}/gone is not a sweep directory: it does not exist"], []),
     "sweep-model-pickle-only": (
         "sweep", lambda ws, m, p: with_model(ws, free_model(ws, m, pickle_only)),
         ["weights are read as safetensors only"], []),
