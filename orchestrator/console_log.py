@@ -116,7 +116,7 @@ def done_line(number: int, total: int, seconds: float | None, objectives: Sequen
 
 def stopped_line(number: int, total: int, seconds: float | None, objectives: Sequence[str],
                  result: Mapping[str, Any]) -> str:
-    """A trial the scheduler (ASHA) stopped early, with the objectives of its last evaluation."""
+    """A trial the scheduler (`search.early_stopping`) stopped early, with the objectives of its last evaluation."""
     epoch = f" at epoch {result['epoch']}" if "epoch" in result else ""
     return (f"{_trial(number, total)} stopped early by the scheduler{_seconds(seconds, 'after')}{epoch}: "
             f"{_objectives(objectives, result)}")

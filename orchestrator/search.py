@@ -3,9 +3,9 @@
 `StudySearcher` is Tune's searcher over one Optuna study, through Optuna's public ask/tell API: each Tune trial
 asks the study for a trial and samples the space define-by-run; each finished Tune trial is told with the state it
 earned: COMPLETE only when it ran to its end and reported every objective, FAIL when it errored or its loss
-diverged, PRUNED when it was stopped early (ASHA). Ray's `OptunaSearch` tells COMPLETE for any trial that ends
-without an error and a list of Nones for a multi-objective trial that lacked an objective (which Optuna refuses,
-leaving a RUNNING zombie); fixing that needed its private attributes, so the searcher is our own.
+diverged, PRUNED when it was stopped early (`search.early_stopping`). Ray's `OptunaSearch` tells COMPLETE for any
+trial that ends without an error and a list of Nones for a multi-objective trial that lacked an objective (which
+Optuna refuses, leaving a RUNNING zombie); fixing that needed its private attributes, so the searcher is our own.
 
 With `search.constraints`, each COMPLETE or PRUNED trial gets its violations (`orchestrator.constraints.violations`)
 through Optuna's `Trial.set_constraint`, one per constrained metric, before it is told: TPE, NSGA-II and GP rank

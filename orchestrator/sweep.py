@@ -23,6 +23,7 @@ import yaml
 
 from orchestrator import tracking
 from orchestrator.constraints import TAG_CONSTRAINTS, Bound, ConstraintError, resolve_bounds
+from orchestrator.early_stopping import DominatedStopping
 from orchestrator.pareto_artifacts import Marker
 from orchestrator.preflight import DataCheck, check_attack_objective, check_trial
 from orchestrator.run_record import RunRecord, collect
@@ -160,11 +161,20 @@ def validate_sweep(cfg: SweepConfig, address: str | None = None) -> ValidatedSwe
     if grid and not sampled:
         # A pure grid (the ablation presets) is enumerated exactly once, whatever the sampler.
         num_trials = len(grid)
-    if cfg.search.asha and cfg.base.eval.every != 1:
-        raise SweepError("search.asha needs base.eval.every=1 so that every epoch reports the objectives")
-    if cfg.search.asha and len(space.repeat_seeds) > 1:
-        raise SweepError(f"search.asha cannot stop a trial that averages {len(space.repeat_seeds)} seeds "
-                         f"(seeds {space.repeat_seeds}): set search.asha=false or search.trial_seeds to one seed")
+    stopping = cfg.search.early_stopping
+    if stopping.enabled and cfg.base.eval.every != 1:
+        raise SweepError("search.early_stopping needs base.eval.every=1 so that every epoch reports the objectives")
+    if stopping.enabled and len(space.repeat_seeds) > 1:
+        raise SweepError(f"search.early_stopping cannot stop a trial that averages {len(space.repeat_seeds)} seeds "
+                         f"(seeds {space.repeat_seeds}): set search.early_stopping.enabled=false or "
+                         "search.trial_seeds to one seed")
+    attack_objectives = [m for m, _ in cfg.objective_modes if REPORTED.get(m).kind == "attack"]
+    if stopping.enabled and attack_objectives:
+        raise SweepError(f"search.early_stopping compares the objectives at every epoch, and {attack_objectives[0]} "
+                         "is measured once, after training: drop the attack objective or early stopping")
+    if stopping.enabled and stopping.grace_epochs >= cfg.base.train.epochs:
+        raise SweepError(f"search.early_stopping.grace_epochs {stopping.grace_epochs} leaves no epoch to stop at: "
+                         f"allowed 1 .. {cfg.base.train.epochs - 1} (base.train.epochs - 1)")
     local = not (address or os.environ.get("RAY_ADDRESS"))
     check_space(cfg.base, space, num_layers, bench, this_machine() if local else None)
     try:
@@ -418,10 +428,9 @@ def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, attack_ref: str
     warm = warm_trials(checked.warm_sources, checked.space, checked.num_layers, bounds)
     if checked.warm_sources:
         log(f"sweep {cfg.name}: warm start with {warm.describe()}{warm_note(cfg.search.sampler)}")
-    scheduler = None
-    if cfg.search.asha:
-        scheduler = tune.schedulers.ASHAScheduler(metric=objectives[0][0], mode=objectives[0][1],
-                                                  time_attr="epoch", max_t=cfg.base.train.epochs, grace_period=1)
+    stopping = cfg.search.early_stopping
+    scheduler = (DominatedStopping(objectives, cfg.base.train.epochs, stopping.grace_epochs, stopping.margin)
+                 if stopping.enabled else None)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(

@@ -47,6 +47,16 @@ class Constraint(StrictModel):
         return self
 
 
+class EarlyStopping(StrictModel):
+    """Multi-objective early stopping (`orchestrator.early_stopping`): at every evaluated epoch from `grace_epochs`
+    on, a trial that another trial beat at the same epoch by `margin` on every objective is stopped (PRUNED)."""
+
+    enabled: bool = False
+    grace_epochs: int = Field(1, ge=1, description="epochs every trial trains before it can be stopped")
+    margin: float = Field(0.0, ge=0.0, description="how much better on every objective a trial must be to stop "
+                          "another (0: plain Pareto dominance)")
+
+
 class SearchConfig(StrictModel):
     """How Optuna proposes trials and how many run at once."""
 
@@ -61,7 +71,9 @@ class SearchConfig(StrictModel):
         "point as soon as any trial ends (no slot waits for its batch's slowest trial; proposals then depend on "
         "timing)",
     )
-    asha: bool = Field(False, description="stop weak trials early (ASHA on the first objective's epochs)")
+    early_stopping: EarlyStopping = Field(
+        default_factory=lambda: EarlyStopping(),
+        description="stop a trial whose objectives another trial beat at the same epoch (README, Early stopping)")
     max_trial_failures: int = Field(
         2, ge=0, description="Tune restarts of a trial whose process or node died (it resumes from its checkpoint)",
     )

@@ -237,3 +237,32 @@ def test_interrupted_sweep_resumes_to_exactly_the_requested_trials(sweep_env, pr
     assert {t: (trials / t / ATTACK_FILE).stat().st_mtime_ns for t in attacked} == stamps
     some = next(c for c in children if c.data.tags["clreg.trial_id"] in front)
     assert len(MlflowClient(sweep_env.tracking_uri).get_metric_history(some.info.run_id, "relearn/forget_prob")) == 1
+
+
+def test_early_stopping_stops_a_trial_another_beat_at_the_same_epoch(sweep_env, monkeypatch, capfd):
+    """Two trials one after the other: the target model again (lr 1e-12) and a few SimNPO steps at lr 3e-3, which
+    cost it model utility and retain probability at epoch 1. The second is beaten at its first rung and stopped:
+    KILLED in MLflow, PRUNED in Optuna, off the front; the first, on every rung's front, runs to its end."""
+    monkeypatch.chdir(sweep_env.root)
+    space = {"fixed": {"method.name": "simnpo", "clreg.enabled": True},
+             "parameters": {"train.lr": {"type": "grid", "values": [1e-12, 3e-3]}}}
+    path = sweep_env.write("stopped", 2, 1, epochs=2, space=space, base=["eval.every=1"],
+                           objectives=["model_utility", "retain_prob"],
+                           search={"early_stopping": {"enabled": True, "grace_epochs": 1}})
+    assert cli.main(["sweep", str(path)]) == 0
+    console = " ".join("".join(capfd.readouterr()).split())
+    _, children = sweep_env.runs("stopped")
+    by_lr = {float(c.data.params["train.lr"]): c for c in children}
+    kept, stopped = by_lr[1e-12], by_lr[3e-3]
+    client = MlflowClient(sweep_env.tracking_uri)
+    at = {name: {m.step: m.value for m in client.get_metric_history(stopped.info.run_id, name)}
+          for name in ("model_utility", "retain_prob")}
+    kept_at = {name: {m.step: m.value for m in client.get_metric_history(kept.info.run_id, name)}
+               for name in ("model_utility", "retain_prob")}
+    assert all(at[n][1] < kept_at[n][1] for n in at), (at, kept_at)  # beaten on both at epoch 1
+    assert (kept.info.status, stopped.info.status) == ("FINISHED", "KILLED")
+    assert sorted(kept_at["model_utility"]) == [1, 2] and sorted(at["model_utility"]) == [1]
+    assert "trial 2/2 stopped early by the scheduler" in console
+    assert (kept.data.tags["pareto"]) == "true" and "pareto" not in stopped.data.tags
+    states = [t.state for t in sweep_env.study("stopped").trials]
+    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED]
