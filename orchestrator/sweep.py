@@ -25,8 +25,9 @@ from orchestrator import tracking
 from orchestrator.constraints import TAG_CONSTRAINTS, Bound, ConstraintError, resolve_bounds
 from orchestrator.early_stopping import DominatedStopping
 from orchestrator.pareto_artifacts import Marker
-from orchestrator.preflight import DataCheck, check_attack_objective, check_trial
+from orchestrator.preflight import DataCheck, check_trial
 from orchestrator.run_record import RunRecord, collect
+from orchestrator.search_check import check_early_stopping, check_metrics
 from orchestrator.sweep_config import SweepConfig
 from orchestrator.sweep_state import STATE_FILE, read_state
 from orchestrator.trial_record import build_record, record_for, resolve_point, write_record
@@ -35,9 +36,6 @@ from orchestrator.writable import write_problem
 from search_spaces.presets import load_preset
 from search_spaces.space import SearchSpace, is_grid
 from trainables.atomic_files import write_bytes_atomic, write_json_atomic
-from trainables.config import TrialConfig
-from trainables.metrics.oracle_logs import NEEDS as ORACLE_LOG_NEEDS
-from trainables.metrics.oracle_logs import OracleLog
 from trainables.report_keys import DIVERGED, DIVERGENCE_REASON
 
 SWEEP_FILE = "sweep.yaml"
@@ -129,7 +127,6 @@ def validate_sweep(cfg: SweepConfig, address: str | None = None) -> ValidatedSwe
     from orchestrator.cluster import this_machine
     from orchestrator.search import check_storage_url
     from orchestrator.space_check import check_space
-    from trainables.metrics import REPORTED  # imports every metric suite, which registers its metrics
 
     check_storage_dir(Path(cfg.storage.dir))
     tracking.check_tracking(sweep_tracking_uri(cfg), create=False)
@@ -143,16 +140,10 @@ def validate_sweep(cfg: SweepConfig, address: str | None = None) -> ValidatedSwe
     if frozen:
         raise SweepError(f"space: {', '.join(frozen)} cannot be searched (one prepared model and benchmark per "
                          f"sweep, one attack protocol); searchable sections: method, clreg, train, eval")
-    for i, obj in enumerate(cfg.objectives):
-        check_trial_metric(f"objectives[{i}].metric", obj.metric, cfg.base, trial.oracle_log)
-    for i, bound in enumerate(cfg.search.constraints):
-        check_trial_metric(f"search.constraints[{i}].metric", bound.metric, cfg.base, trial.oracle_log)
-        if bound.of is not None and REPORTED.get(bound.metric).kind == "attack":
-            raise SweepError(f"search.constraints[{i}]: {bound.metric} is measured by an attack, which the "
-                             f"{bound.of} point is not scored with; give absolute bounds (drop `of`)")
-        if bound.of == "oracle" and not has_oracle(cfg.base):
-            raise SweepError(f"search.constraints[{i}]: of oracle needs an oracle model: set base.prepare.enabled, "
-                             "base.prepare.oracle_path or base.prepare.oracle_logs, or give absolute bounds")
+    try:
+        check_metrics(cfg, trial.oracle_log)
+    except ValueError as e:
+        raise SweepError(str(e)) from None
     grid = [g for g in space.grid(num_layers) if g]
     sampled = [name for name, p in space.params.items() if not is_grid(p)]
     num_trials = cfg.search.num_trials
@@ -161,20 +152,10 @@ def validate_sweep(cfg: SweepConfig, address: str | None = None) -> ValidatedSwe
     if grid and not sampled:
         # A pure grid (the ablation presets) is enumerated exactly once, whatever the sampler.
         num_trials = len(grid)
-    stopping = cfg.search.early_stopping
-    if stopping.enabled and cfg.base.eval.every != 1:
-        raise SweepError("search.early_stopping needs base.eval.every=1 so that every epoch reports the objectives")
-    if stopping.enabled and len(space.repeat_seeds) > 1:
-        raise SweepError(f"search.early_stopping cannot stop a trial that averages {len(space.repeat_seeds)} seeds "
-                         f"(seeds {space.repeat_seeds}): set search.early_stopping.enabled=false or "
-                         "search.trial_seeds to one seed")
-    attack_objectives = [m for m, _ in cfg.objective_modes if REPORTED.get(m).kind == "attack"]
-    if stopping.enabled and attack_objectives:
-        raise SweepError(f"search.early_stopping compares the objectives at every epoch, and {attack_objectives[0]} "
-                         "is measured once, after training: drop the attack objective or early stopping")
-    if stopping.enabled and stopping.grace_epochs >= cfg.base.train.epochs:
-        raise SweepError(f"search.early_stopping.grace_epochs {stopping.grace_epochs} leaves no epoch to stop at: "
-                         f"allowed 1 .. {cfg.base.train.epochs - 1} (base.train.epochs - 1)")
+    try:
+        check_early_stopping(cfg, space)
+    except ValueError as e:
+        raise SweepError(str(e)) from None
     local = not (address or os.environ.get("RAY_ADDRESS"))
     check_space(cfg.base, space, num_layers, bench, this_machine() if local else None)
     try:
@@ -183,41 +164,6 @@ def validate_sweep(cfg: SweepConfig, address: str | None = None) -> ValidatedSwe
         raise SweepError(str(e)) from None
     return ValidatedSweep(cfg, space, num_layers, num_trials, bench, pure_grid=bool(grid and not sampled),
                           data=trial.data, warm_sources=warm_sources)
-
-
-def check_trial_metric(field: str, metric: str, base: TrialConfig, oracle_log: OracleLog | None) -> None:
-    """A metric an objective or a constraint reads: some metric suite reports it, and the trial can measure it
-    (an attack metric needs its attack before the trial ends; an oracle-relative one needs the oracle, or an
-    open-unlearning log that holds what it reads, since such a log replaces any trained oracle's reference).
-
-    Raises:
-        SweepError naming `field`, the setting that keeps the metric from being measured and the allowed values.
-    """
-    from trainables.metrics import REPORTED  # imports every metric suite, which registers its metrics
-
-    if metric not in REPORTED:
-        raise SweepError(f"{field} {metric!r} is reported by no metric; allowed: {', '.join(REPORTED.names())}")
-    if REPORTED.get(metric).kind == "attack":
-        try:
-            check_attack_objective(field, metric, base)
-        except ValueError as e:
-            raise SweepError(str(e)) from None
-        return
-    prep = base.prepare
-    needs_oracle = REPORTED.get(metric).needs_oracle
-    if needs_oracle and oracle_log is None and not has_oracle(base):
-        raise SweepError(f"{field} {metric} needs the oracle model: set prepare.enabled, prepare.oracle_path or "
-                         f"prepare.oracle_logs")
-    if needs_oracle and oracle_log is not None and not oracle_log.supplies(metric):
-        raise SweepError(f"{field} {metric} needs {ORACLE_LOG_NEEDS[metric]} from the oracle, and "
-                         f"prepare.oracle_logs {prep.oracle_logs} has none; allowed: a retain model's log that has "
-                         f"it, or prepare.enabled / prepare.oracle_path without the log")
-
-
-def has_oracle(base: TrialConfig) -> bool:
-    """Whether the sweep has an oracle to score against: trained by `prepare`, given as a folder, or a log."""
-    prep = base.prepare
-    return bool(prep.enabled or prep.oracle_path or prep.oracle_logs)
 
 
 def check_storage_dir(path: Path) -> None:
