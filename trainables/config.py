@@ -218,11 +218,13 @@ class MethodConfig(StrictModel):
     refused by `trainables.objectives.resolve_method`, which knows each method's parameters.
     """
 
-    name: str = Field("simnpo", description="gradascent, graddiff, npo, simnpo, undial, pdu")
+    name: str = Field("simnpo", description="gradascent, graddiff, npo, simnpo, undial, pdu, wga")
     retain_loss: Literal["nll", "kl"] = "nll"
     gamma: float | None = Field(None, ge=0, description="weight of the forget loss")
     alpha: float | None = Field(None, ge=0, description="weight of the retain loss (PDU: initial dual variable)")
-    beta: float | None = Field(None, gt=0, description="NPO / SimNPO inverse temperature; UNDIAL logit shift")
+    beta: float | None = Field(
+        None, gt=0, description="NPO / SimNPO inverse temperature; UNDIAL logit shift; WGA weight exponent",
+    )
     delta: float | None = Field(None, description="SimNPO margin")
     eps: float | None = Field(None, ge=0, description="PDU retain-loss bound")
     eta: float | None = Field(None, gt=0, description="PDU dual step size")

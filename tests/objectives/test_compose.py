@@ -62,6 +62,13 @@ def test_pdu_total_is_the_lagrangian():
         unlearning_loss(method, FORGET, RETAIN)
 
 
+def test_wga_total_weights_both_terms():
+    method = resolve_method(MethodConfig(name="wga", gamma=2.0, alpha=0.5))
+    terms = unlearning_loss(method, FORGET, RETAIN)
+    assert terms.retain.item() == pytest.approx(nll(REF_LOGITS), rel=1e-6)
+    assert terms.total.item() == pytest.approx(2.0 * terms.forget.item() + 0.5 * nll(REF_LOGITS), rel=1e-6)
+
+
 def test_dual_lambda_is_ignored_by_other_methods():
     method = resolve_method(MethodConfig(name="graddiff"))
     with_lam = unlearning_loss(method, FORGET, RETAIN, dual_lambda=5.0)

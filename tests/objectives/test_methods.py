@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from trainables.objectives import SequenceOutputs, gradascent, graddiff, npo, pdu, simnpo, undial
+from trainables.objectives import SequenceOutputs, gradascent, graddiff, npo, pdu, simnpo, undial, wga
 from trainables.objectives.retain import retain_loss
 
 from .handmade import ANSWER, LABELS, LOGITS, REF_LOGITS, log_sigmoid, log_softmax, scramble_ignored, seq_nll, softmax
@@ -16,6 +16,26 @@ from .handmade import ANSWER, LABELS, LOGITS, REF_LOGITS, log_sigmoid, log_softm
 def mean_answer_nll(logits: torch.Tensor) -> float:
     sums, counts = seq_nll(logits)
     return sum(sums) / sum(counts)
+
+
+def answer_probability(logits: torch.Tensor, row: int, pos: int, target: int) -> float:
+    return softmax(logits[row, pos].tolist())[target]
+
+
+def assert_descent_lowers_the_answer_tokens(loss_fn, params: dict, scored: list[tuple[int, int, int]]) -> None:
+    """A gradient step on the logits lowers each scored answer logit and raises the others at that position (so the
+    answer's probability falls), and leaves every unscored position alone."""
+    logits = LOGITS.clone().requires_grad_(True)
+    loss_fn(SequenceOutputs(logits, LABELS), params).backward()
+    grad = logits.grad
+    for row, pos, target in scored:
+        others = [v for v in range(grad.shape[-1]) if v != target]
+        assert grad[row, pos, target] > 0 and all(grad[row, pos, v] < 0 for v in others)
+    scored_positions = {(row, pos) for row, pos, _ in scored}
+    for row in range(grad.shape[0]):
+        for pos in range(grad.shape[1]):
+            if (row, pos) not in scored_positions:
+                assert torch.equal(grad[row, pos], torch.zeros(grad.shape[-1]))
 
 
 def test_gradascent_is_negated_mean_nll():
@@ -120,6 +140,44 @@ def test_pdu_dual_step():
     assert pdu.pdu_dual_step(1.0, retain_loss_mean=0.5, eps=0.3, eta=2.0) == pytest.approx(1.4)
     assert pdu.pdu_dual_step(1.0, retain_loss_mean=0.1, eps=0.3, eta=2.0) == pytest.approx(0.6)
     assert pdu.pdu_dual_step(0.5, retain_loss_mean=0.1, eps=0.3, eta=5.0) == 0.0  # clipped at 0, not -0.5
+
+
+def test_wga_on_explicit_numbers():
+    # One sequence, two answer tokens: p = 1/2 from logits [0, 0], p = 3/4 from [ln 3, 0]. With beta = 1 the weights
+    # are the probabilities themselves: L = -(1/2) * (1/2 * ln 2 + 3/4 * ln(4/3)).
+    logits = torch.tensor([[[0.0, 0.0], [math.log(3.0), 0.0], [5.0, -5.0]]])
+    labels = torch.tensor([[-100, 1, 0]])
+    loss = wga.forget_loss(SequenceOutputs(logits, labels), {"beta": 1.0})
+    assert loss.item() == pytest.approx(-(0.5 * math.log(2) + 0.75 * math.log(4 / 3)) / 2, rel=1e-6)
+
+
+@pytest.mark.parametrize("beta", [1.0, 2.5])
+def test_wga_by_hand(beta):
+    weighted = []
+    for row, pos, target in ANSWER:
+        p = answer_probability(LOGITS, row, pos, target)
+        weighted.append(p**beta * -math.log(p))
+    loss = wga.forget_loss(SequenceOutputs(LOGITS, LABELS), {"beta": beta})
+    assert loss.item() == pytest.approx(-sum(weighted) / len(ANSWER), rel=1e-6)
+
+
+def test_wga_tends_to_gradient_ascent_and_ignores_prompt_and_padding_positions():
+    out = SequenceOutputs(LOGITS, LABELS)
+    assert wga.forget_loss(out, {"beta": 1e-9}).item() == pytest.approx(gradascent.forget_loss(out, {}).item())
+    scrambled = SequenceOutputs(scramble_ignored(LOGITS), LABELS)
+    assert wga.forget_loss(scrambled, {"beta": 1.0}).item() == pytest.approx(wga.forget_loss(out, {"beta": 1.0}).item())
+
+
+def test_wga_descent_lowers_the_answer_probabilities():
+    assert_descent_lowers_the_answer_tokens(wga.forget_loss, {"beta": 1.0}, ANSWER)
+
+
+def test_wga_weights_are_constants():
+    # One token, logits [0, 0], answer 0, beta = 1: with w = p = 1/2 held fixed, dL/dz_0 = -w * d(-log p)/dz_0
+    # = -(1/2) * -(1 - 1/2) = 1/4; differentiating the weight too would give d(p ln p)/dz_0 = (1 + ln(1/2)) / 4.
+    logits = torch.zeros(1, 2, 2, requires_grad=True)
+    wga.forget_loss(SequenceOutputs(logits, torch.tensor([[-100, 0]])), {"beta": 1.0}).backward()
+    assert logits.grad[0, 0].tolist() == pytest.approx([0.25, -0.25])
 
 
 def test_retain_nll_is_mean_answer_nll():

@@ -15,6 +15,7 @@ DEFAULTS = {
     "simnpo": {"beta": 4.5, "delta": 0.0, "gamma": 0.125, "alpha": 1.0},
     "undial": {"beta": 10.0, "gamma": 1.0, "alpha": 0.0},
     "pdu": {"gamma": 1.0, "alpha": 1.0, "eps": None, "eta": 1.0},
+    "wga": {"beta": 1.0, "gamma": 1.0, "alpha": 1.0},
 }
 
 
@@ -41,7 +42,7 @@ def test_config_values_override_defaults():
 def test_unknown_method_lists_the_names():
     with pytest.raises(UnknownNameError) as err:
         resolve_method(MethodConfig(name="npoo"))
-    assert "gradascent, graddiff, npo, pdu, simnpo, undial" in str(err.value)
+    assert "gradascent, graddiff, npo, pdu, simnpo, undial, wga" in str(err.value)
 
 
 def test_a_parameter_the_method_does_not_use_is_refused():
@@ -50,6 +51,9 @@ def test_a_parameter_the_method_does_not_use_is_refused():
     assert str(err.value) == "method.beta is not a parameter of graddiff; its parameters: alpha, gamma"
     with pytest.raises(ValueError, match="method.alpha is not a parameter of gradascent"):
         resolve_method(MethodConfig(name="gradascent", alpha=1.0))
+    with pytest.raises(ValueError) as err:
+        resolve_method(MethodConfig(name="wga", delta=0.5))
+    assert str(err.value) == "method.delta is not a parameter of wga; its parameters: alpha, beta, gamma"
 
 
 def test_pdu_requires_eps():
@@ -69,6 +73,8 @@ def test_pdu_requires_eps():
         (MethodConfig(name="graddiff", retain_loss="kl", alpha=0.0), False, False),
         (MethodConfig(name="gradascent", retain_loss="kl"), False, False),  # gradascent ignores the retain set
         (MethodConfig(name="pdu", eps=0.3, alpha=0.0, retain_loss="kl"), True, True),  # the dual variable can grow
+        (MethodConfig(name="wga"), False, True),  # open-unlearning loads a reference for WGA; its loss never reads it
+        (MethodConfig(name="wga", retain_loss="kl"), True, True),
     ],
 )
 def test_reference_model_and_retain_term_flags(cfg, needs_ref, uses_retain):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from trainables.objectives import batch_nll, sequence_nll
-from trainables.objectives.tokens import answer_logits, answer_mask
+from trainables.objectives.tokens import answer_logits, answer_mask, answer_token_nll
 
 from .handmade import ANSWER, LABELS, LOGITS, scramble_ignored, seq_nll, token_nll
 
@@ -28,6 +28,12 @@ def test_sequence_nll_by_hand():
     s, n = sequence_nll(LOGITS, LABELS)
     assert s.tolist() == pytest.approx(sums, rel=1e-6)
     assert n.tolist() == counts == [2, 3]
+
+
+def test_answer_token_nll_by_hand():
+    expected = [token_nll(LOGITS, r, p, t) for r, p, t in ANSWER]
+    assert answer_token_nll(LOGITS, LABELS).tolist() == pytest.approx(expected, rel=1e-6)
+    assert answer_token_nll(scramble_ignored(LOGITS), LABELS).tolist() == pytest.approx(expected, rel=1e-6)
 
 
 def test_batch_nll_is_token_weighted_mean():

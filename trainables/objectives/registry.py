@@ -15,7 +15,7 @@ from types import MappingProxyType
 import torch
 
 from trainables.config import MethodConfig
-from trainables.objectives import gradascent, graddiff, npo, pdu, simnpo, undial
+from trainables.objectives import gradascent, graddiff, npo, pdu, simnpo, undial, wga
 from trainables.objectives.outputs import SequenceOutputs
 from trainables.registry import Registry
 
@@ -148,6 +148,13 @@ _register(
     needs_ref=False,
     doc="logit-margin flattening under the constraint L_r <= eps, primal-dual (arXiv 2506.05314)",
     dual=DualAscent(start=pdu.dual_start, step=pdu.dual_step, retain_term=pdu.retain_term),
+)
+_register(
+    "wga",
+    wga.forget_loss,
+    {"beta": 1.0, "gamma": 1.0, "alpha": 1.0},
+    needs_ref=False,
+    doc="gradient ascent with each token weighted by its probability^beta (arXiv 2502.19301)",
 )
 
 

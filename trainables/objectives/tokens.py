@@ -40,6 +40,20 @@ def answer_logits(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Ten
     return logits[:, :-1][mask].float(), labels[:, 1:][mask]
 
 
+def answer_token_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The NLL of every answer token, for objectives that weight tokens one by one (WGA, SatImp).
+
+    Args:
+        logits: `[B, L, V]`.
+        labels: `[B, L]`, -100 outside answer tokens.
+
+    Returns:
+        `[N]` fp32 `-log p(y_t | y_<t)`, in the order of `answer_logits`.
+    """
+    z, y = answer_logits(logits, labels)
+    return F.cross_entropy(z, y, reduction="none")
+
+
 def sequence_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed answer-token NLL of each sequence, and its number of answer tokens.
 
@@ -54,8 +68,7 @@ def sequence_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tens
         the per-token average without a cast).
     """
     mask = answer_mask(labels)
-    z, y = answer_logits(logits, labels)
-    token_nll = F.cross_entropy(z, y, reduction="none")
+    token_nll = answer_token_nll(logits, labels)
     row = torch.arange(labels.shape[0], device=labels.device).unsqueeze(1).expand_as(mask)[mask]
     summed = torch.zeros(labels.shape[0], dtype=token_nll.dtype, device=token_nll.device).index_add(0, row, token_nll)
     return summed, mask.sum(dim=1).to(token_nll.dtype)
