@@ -218,7 +218,7 @@ class MethodConfig(StrictModel):
     refused by `trainables.objectives.resolve_method`, which knows each method's parameters.
     """
 
-    name: str = Field("simnpo", description="gradascent, graddiff, npo, simnpo, undial, pdu, wga")
+    name: str = Field("simnpo", description="gradascent, graddiff, npo, simnpo, undial, pdu, wga, satimp")
     retain_loss: Literal["nll", "kl"] = "nll"
     gamma: float | None = Field(None, ge=0, description="weight of the forget loss")
     alpha: float | None = Field(None, ge=0, description="weight of the retain loss (PDU: initial dual variable)")
@@ -228,6 +228,8 @@ class MethodConfig(StrictModel):
     delta: float | None = Field(None, description="SimNPO margin")
     eps: float | None = Field(None, ge=0, description="PDU retain-loss bound")
     eta: float | None = Field(None, gt=0, description="PDU dual step size")
+    beta1: float | None = Field(None, ge=0, description="SatImp saturation exponent (token weight p^beta1)")
+    beta2: float | None = Field(None, ge=0, description="SatImp importance exponent (token weight (1 - p)^beta2)")
 
 
 class CLRegConfig(StrictModel):

@@ -69,6 +69,11 @@ def test_wga_total_weights_both_terms():
     assert terms.total.item() == pytest.approx(2.0 * terms.forget.item() + 0.5 * nll(REF_LOGITS), rel=1e-6)
 
 
+def test_satimp_default_total_is_one_tenth_forget_plus_retain():
+    terms = unlearning_loss(resolve_method(MethodConfig(name="satimp")), FORGET, RETAIN)
+    assert terms.total.item() == pytest.approx(0.1 * terms.forget.item() + nll(REF_LOGITS), rel=1e-6)
+
+
 def test_dual_lambda_is_ignored_by_other_methods():
     method = resolve_method(MethodConfig(name="graddiff"))
     with_lam = unlearning_loss(method, FORGET, RETAIN, dual_lambda=5.0)

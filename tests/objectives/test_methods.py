@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from trainables.objectives import SequenceOutputs, gradascent, graddiff, npo, pdu, simnpo, undial, wga
+from trainables.objectives import SequenceOutputs, gradascent, graddiff, npo, pdu, satimp, simnpo, undial, wga
 from trainables.objectives.retain import retain_loss
 
 from .handmade import ANSWER, LABELS, LOGITS, REF_LOGITS, log_sigmoid, log_softmax, scramble_ignored, seq_nll, softmax
@@ -178,6 +178,45 @@ def test_wga_weights_are_constants():
     logits = torch.zeros(1, 2, 2, requires_grad=True)
     wga.forget_loss(SequenceOutputs(logits, torch.tensor([[-100, 0]])), {"beta": 1.0}).backward()
     assert logits.grad[0, 0].tolist() == pytest.approx([0.25, -0.25])
+
+
+def test_satimp_on_explicit_numbers():
+    # The two tokens of the WGA example, p = 1/2 and 3/4, at the defaults beta1 = 5, beta2 = 1: weights
+    # (1/2)^5 * 1/2 = 1/64 and (3/4)^5 * 1/4 = 243/4096, so L = -(1/2) * (ln 2 / 64 + 243/4096 * ln(4/3)).
+    logits = torch.tensor([[[0.0, 0.0], [math.log(3.0), 0.0], [5.0, -5.0]]])
+    labels = torch.tensor([[-100, 1, 0]])
+    loss = satimp.forget_loss(SequenceOutputs(logits, labels), {"beta1": 5.0, "beta2": 1.0})
+    assert loss.item() == pytest.approx(-(math.log(2) / 64 + 243 / 4096 * math.log(4 / 3)) / 2, rel=1e-6)
+
+
+@pytest.mark.parametrize(("beta1", "beta2"), [(5.0, 1.0), (2.0, 0.5)])
+def test_satimp_by_hand(beta1, beta2):
+    weighted = []
+    for row, pos, target in ANSWER:
+        p = answer_probability(LOGITS, row, pos, target)
+        weighted.append(p**beta1 * (1 - p) ** beta2 * -math.log(p))
+    loss = satimp.forget_loss(SequenceOutputs(LOGITS, LABELS), {"beta1": beta1, "beta2": beta2})
+    assert loss.item() == pytest.approx(-sum(weighted) / len(ANSWER), rel=1e-6)
+
+
+def test_satimp_without_importance_is_wga_and_ignores_prompt_and_padding_positions():
+    out = SequenceOutputs(LOGITS, LABELS)
+    params = {"beta1": 2.0, "beta2": 1.0}
+    assert satimp.forget_loss(out, {"beta1": 2.0, "beta2": 0.0}).item() == pytest.approx(
+        wga.forget_loss(out, {"beta": 2.0}).item(), rel=1e-6)
+    scrambled = SequenceOutputs(scramble_ignored(LOGITS), LABELS)
+    assert satimp.forget_loss(scrambled, params).item() == pytest.approx(satimp.forget_loss(out, params).item())
+
+
+def test_satimp_descent_lowers_the_answer_probabilities():
+    assert_descent_lowers_the_answer_tokens(satimp.forget_loss, {"beta1": 5.0, "beta2": 1.0}, ANSWER)
+
+
+def test_satimp_weights_are_constants():
+    # One token, logits [0, 0], answer 0, beta1 = beta2 = 1: w = 1/4 held fixed, dL/dz_0 = -w * -(1 - 1/2) = 1/8.
+    logits = torch.zeros(1, 2, 2, requires_grad=True)
+    satimp.forget_loss(SequenceOutputs(logits, torch.tensor([[-100, 0]])), {"beta1": 1.0, "beta2": 1.0}).backward()
+    assert logits.grad[0, 0].tolist() == pytest.approx([0.125, -0.125])
 
 
 def test_retain_nll_is_mean_answer_nll():

@@ -16,6 +16,7 @@ DEFAULTS = {
     "undial": {"beta": 10.0, "gamma": 1.0, "alpha": 0.0},
     "pdu": {"gamma": 1.0, "alpha": 1.0, "eps": None, "eta": 1.0},
     "wga": {"beta": 1.0, "gamma": 1.0, "alpha": 1.0},
+    "satimp": {"beta1": 5.0, "beta2": 1.0, "gamma": 0.1, "alpha": 1.0},
 }
 
 
@@ -42,7 +43,7 @@ def test_config_values_override_defaults():
 def test_unknown_method_lists_the_names():
     with pytest.raises(UnknownNameError) as err:
         resolve_method(MethodConfig(name="npoo"))
-    assert "gradascent, graddiff, npo, pdu, simnpo, undial, wga" in str(err.value)
+    assert "gradascent, graddiff, npo, pdu, satimp, simnpo, undial, wga" in str(err.value)
 
 
 def test_a_parameter_the_method_does_not_use_is_refused():
@@ -54,6 +55,11 @@ def test_a_parameter_the_method_does_not_use_is_refused():
     with pytest.raises(ValueError) as err:
         resolve_method(MethodConfig(name="wga", delta=0.5))
     assert str(err.value) == "method.delta is not a parameter of wga; its parameters: alpha, beta, gamma"
+    with pytest.raises(ValueError) as err:
+        resolve_method(MethodConfig(name="satimp", beta=1.0))
+    assert str(err.value) == "method.beta is not a parameter of satimp; its parameters: alpha, beta1, beta2, gamma"
+    with pytest.raises(ValueError, match="method.beta1 is not a parameter of wga"):
+        resolve_method(MethodConfig(name="wga", beta1=5.0))
 
 
 def test_pdu_requires_eps():
@@ -75,6 +81,7 @@ def test_pdu_requires_eps():
         (MethodConfig(name="pdu", eps=0.3, alpha=0.0, retain_loss="kl"), True, True),  # the dual variable can grow
         (MethodConfig(name="wga"), False, True),  # open-unlearning loads a reference for WGA; its loss never reads it
         (MethodConfig(name="wga", retain_loss="kl"), True, True),
+        (MethodConfig(name="satimp"), False, True),
     ],
 )
 def test_reference_model_and_retain_term_flags(cfg, needs_ref, uses_retain):

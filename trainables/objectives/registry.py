@@ -15,7 +15,7 @@ from types import MappingProxyType
 import torch
 
 from trainables.config import MethodConfig
-from trainables.objectives import gradascent, graddiff, npo, pdu, simnpo, undial, wga
+from trainables.objectives import gradascent, graddiff, npo, pdu, satimp, simnpo, undial, wga
 from trainables.objectives.outputs import SequenceOutputs
 from trainables.registry import Registry
 
@@ -155,6 +155,13 @@ _register(
     {"beta": 1.0, "gamma": 1.0, "alpha": 1.0},
     needs_ref=False,
     doc="gradient ascent with each token weighted by its probability^beta (arXiv 2502.19301)",
+)
+_register(
+    "satimp",
+    satimp.forget_loss,
+    {"beta1": 5.0, "beta2": 1.0, "gamma": 0.1, "alpha": 1.0},
+    needs_ref=False,
+    doc="gradient ascent with token weights p^beta1 * (1 - p)^beta2, saturation and importance (arXiv 2505.11953)",
 )
 
 
