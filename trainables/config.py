@@ -218,7 +218,7 @@ class MethodConfig(StrictModel):
     refused by `trainables.objectives.resolve_method`, which knows each method's parameters.
     """
 
-    name: str = Field("simnpo", description="gradascent, graddiff, npo, simnpo, undial, pdu, wga, satimp")
+    name: str = Field("simnpo", description="gradascent, graddiff, npo, simnpo, undial, pdu, wga, satimp, ceu")
     retain_loss: Literal["nll", "kl"] = "nll"
     gamma: float | None = Field(None, ge=0, description="weight of the forget loss")
     alpha: float | None = Field(None, ge=0, description="weight of the retain loss (PDU: initial dual variable)")
@@ -230,6 +230,9 @@ class MethodConfig(StrictModel):
     eta: float | None = Field(None, gt=0, description="PDU dual step size")
     beta1: float | None = Field(None, ge=0, description="SatImp saturation exponent (token weight p^beta1)")
     beta2: float | None = Field(None, ge=0, description="SatImp importance exponent (token weight (1 - p)^beta2)")
+    ignore_first_n_answer_tokens: int | None = Field(
+        None, ge=0, description="CE-U: labelled tokens at the start of each forget sequence left unscored",
+    )
 
 
 class CLRegConfig(StrictModel):

@@ -74,6 +74,11 @@ def test_satimp_default_total_is_one_tenth_forget_plus_retain():
     assert terms.total.item() == pytest.approx(0.1 * terms.forget.item() + nll(REF_LOGITS), rel=1e-6)
 
 
+def test_ceu_needs_no_retain_batch():
+    terms = unlearning_loss(resolve_method(MethodConfig(name="ceu", gamma=2.0)), FORGET, None)
+    assert terms.retain is None and terms.total.item() == pytest.approx(2.0 * terms.forget.item())
+
+
 def test_dual_lambda_is_ignored_by_other_methods():
     method = resolve_method(MethodConfig(name="graddiff"))
     with_lam = unlearning_loss(method, FORGET, RETAIN, dual_lambda=5.0)

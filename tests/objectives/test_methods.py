@@ -7,7 +7,18 @@ import math
 import pytest
 import torch
 
-from trainables.objectives import SequenceOutputs, gradascent, graddiff, npo, pdu, satimp, simnpo, undial, wga
+from trainables.objectives import (
+    SequenceOutputs,
+    ceu,
+    gradascent,
+    graddiff,
+    npo,
+    pdu,
+    satimp,
+    simnpo,
+    undial,
+    wga,
+)
 from trainables.objectives.retain import retain_loss
 
 from .handmade import ANSWER, LABELS, LOGITS, REF_LOGITS, log_sigmoid, log_softmax, scramble_ignored, seq_nll, softmax
@@ -217,6 +228,72 @@ def test_satimp_weights_are_constants():
     logits = torch.zeros(1, 2, 2, requires_grad=True)
     satimp.forget_loss(SequenceOutputs(logits, torch.tensor([[-100, 0]])), {"beta1": 1.0, "beta2": 1.0}).backward()
     assert logits.grad[0, 0].tolist() == pytest.approx([0.125, -0.125])
+
+
+# The answer tokens CE-U scores on the handmade batch with its default of 1: each row's first label is skipped
+# (row 0's at position 2, predicted by logits[0, 1]; row 1's at position 1, predicted by logits[1, 0]).
+CEU_SCORED = [(0, 2, 0), (1, 1, 1), (1, 2, 2)]
+
+
+def test_ceu_on_explicit_numbers():
+    # Answer 0 from logits [0, 0, 0]: p = (1/3, 1/3, 1/3), target q = (0, 1/2, 1/2), CE = -ln(1/3) = ln 3.
+    # Answer 0 from logits [ln 2, 0, 0]: p = (1/2, 1/4, 1/4), q = (0, 1/2, 1/2), CE = -ln(1/4) = ln 4.
+    logits = torch.tensor([[[0.0, 0.0, 0.0], [math.log(2.0), 0.0, 0.0], [0.0, 0.0, 9.0]]])
+    labels = torch.tensor([[-100, 0, 0]])
+    every = ceu.forget_loss(SequenceOutputs(logits, labels), {"ignore_first_n_answer_tokens": 0})
+    assert every.item() == pytest.approx((math.log(3) + math.log(4)) / 2, rel=1e-6)
+    skip_first = ceu.forget_loss(SequenceOutputs(logits, labels), {"ignore_first_n_answer_tokens": 1})
+    assert skip_first.item() == pytest.approx(math.log(4), rel=1e-6)
+
+
+@pytest.mark.parametrize(("n", "scored"), [(0, ANSWER), (1, CEU_SCORED), (2, [(1, 2, 2)])])
+def test_ceu_by_hand(n, scored):
+    # Per token, CE(z, q) with q = p renormalised without the answer equals H(q) - ln(1 - p_answer).
+    per_token = []
+    for row, pos, target in scored:
+        p = softmax(LOGITS[row, pos].tolist())
+        q = [0.0 if v == target else pv / (1 - p[target]) for v, pv in enumerate(p)]
+        entropy = -sum(qv * math.log(qv) for qv in q if qv > 0)
+        per_token.append(entropy - math.log(1 - p[target]))
+    loss = ceu.forget_loss(SequenceOutputs(LOGITS, LABELS), {"ignore_first_n_answer_tokens": n})
+    assert loss.item() == pytest.approx(sum(per_token) / len(per_token), rel=1e-6)
+
+
+def test_ceu_with_every_answer_token_skipped_is_zero_and_differentiable():
+    logits = LOGITS.clone().requires_grad_(True)
+    loss = ceu.forget_loss(SequenceOutputs(logits, LABELS), {"ignore_first_n_answer_tokens": 3})
+    loss.backward()
+    assert loss.item() == 0.0 and torch.equal(logits.grad, torch.zeros_like(LOGITS))
+
+
+def test_ceu_ignores_prompt_padding_and_skipped_positions():
+    params = {"ignore_first_n_answer_tokens": 1}
+    base = ceu.forget_loss(SequenceOutputs(LOGITS, LABELS), params).item()
+    scrambled = scramble_ignored(LOGITS)
+    scrambled[0, 1] = torch.tensor([40.0, -3.0, 7.0])  # predicts row 0's skipped first answer token
+    scrambled[1, 0] = torch.tensor([-8.0, 30.0, 1.0])  # predicts row 1's
+    assert ceu.forget_loss(SequenceOutputs(scrambled, LABELS), params).item() == pytest.approx(base)
+
+
+def test_ceu_descent_lowers_the_answer_probabilities():
+    assert_descent_lowers_the_answer_tokens(ceu.forget_loss, {"ignore_first_n_answer_tokens": 1}, CEU_SCORED)
+
+
+def test_ceu_loss_falls_with_the_answer_probability():
+    params = {"ignore_first_n_answer_tokens": 1}
+    lowered = LOGITS.clone()
+    for row, pos, target in CEU_SCORED:
+        lowered[row, pos, target] -= 1.0
+    before = ceu.forget_loss(SequenceOutputs(LOGITS, LABELS), params).item()
+    assert ceu.forget_loss(SequenceOutputs(lowered, LABELS), params).item() < before
+
+
+def test_ceu_target_is_a_constant():
+    # One token, logits [0, 0, 0], answer 0: the gradient of CE(z, q) with q held fixed is p - q
+    # = (1/3, 1/3, 1/3) - (0, 1/2, 1/2).
+    logits = torch.zeros(1, 2, 3, requires_grad=True)
+    ceu.forget_loss(SequenceOutputs(logits, torch.tensor([[-100, 0]])), {"ignore_first_n_answer_tokens": 0}).backward()
+    assert logits.grad[0, 0].tolist() == pytest.approx([1 / 3, -1 / 6, -1 / 6])
 
 
 def test_retain_nll_is_mean_answer_nll():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from trainables.config import MethodConfig
 from trainables.objectives import METHODS, resolve_method
@@ -17,6 +18,7 @@ DEFAULTS = {
     "pdu": {"gamma": 1.0, "alpha": 1.0, "eps": None, "eta": 1.0},
     "wga": {"beta": 1.0, "gamma": 1.0, "alpha": 1.0},
     "satimp": {"beta1": 5.0, "beta2": 1.0, "gamma": 0.1, "alpha": 1.0},
+    "ceu": {"gamma": 1.0, "ignore_first_n_answer_tokens": 1.0},
 }
 
 
@@ -43,7 +45,7 @@ def test_config_values_override_defaults():
 def test_unknown_method_lists_the_names():
     with pytest.raises(UnknownNameError) as err:
         resolve_method(MethodConfig(name="npoo"))
-    assert "gradascent, graddiff, npo, pdu, satimp, simnpo, undial, wga" in str(err.value)
+    assert "ceu, gradascent, graddiff, npo, pdu, satimp, simnpo, undial, wga" in str(err.value)
 
 
 def test_a_parameter_the_method_does_not_use_is_refused():
@@ -60,6 +62,20 @@ def test_a_parameter_the_method_does_not_use_is_refused():
     assert str(err.value) == "method.beta is not a parameter of satimp; its parameters: alpha, beta1, beta2, gamma"
     with pytest.raises(ValueError, match="method.beta1 is not a parameter of wga"):
         resolve_method(MethodConfig(name="wga", beta1=5.0))
+    with pytest.raises(ValueError) as err:
+        resolve_method(MethodConfig(name="ceu", alpha=1.0))  # CE-U has no retain term
+    assert str(err.value) == ("method.alpha is not a parameter of ceu; its parameters: gamma, "
+                              "ignore_first_n_answer_tokens")
+    with pytest.raises(ValueError, match="method.ignore_first_n_answer_tokens is not a parameter of satimp"):
+        resolve_method(MethodConfig(name="satimp", ignore_first_n_answer_tokens=0))
+
+
+def test_ceu_takes_a_whole_number_of_skipped_tokens():
+    assert resolve_method(MethodConfig(name="ceu", ignore_first_n_answer_tokens=0)).params[
+        "ignore_first_n_answer_tokens"] == 0
+    for bad in (1.5, -1):
+        with pytest.raises(ValidationError, match="ignore_first_n_answer_tokens"):
+            MethodConfig(name="ceu", ignore_first_n_answer_tokens=bad)
 
 
 def test_pdu_requires_eps():
@@ -82,6 +98,7 @@ def test_pdu_requires_eps():
         (MethodConfig(name="wga"), False, True),  # open-unlearning loads a reference for WGA; its loss never reads it
         (MethodConfig(name="wga", retain_loss="kl"), True, True),
         (MethodConfig(name="satimp"), False, True),
+        (MethodConfig(name="ceu", retain_loss="kl"), False, False),  # like gradascent, CE-U ignores the retain set
     ],
 )
 def test_reference_model_and_retain_term_flags(cfg, needs_ref, uses_retain):

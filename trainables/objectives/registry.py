@@ -15,7 +15,7 @@ from types import MappingProxyType
 import torch
 
 from trainables.config import MethodConfig
-from trainables.objectives import gradascent, graddiff, npo, pdu, satimp, simnpo, undial, wga
+from trainables.objectives import ceu, gradascent, graddiff, npo, pdu, satimp, simnpo, undial, wga
 from trainables.objectives.outputs import SequenceOutputs
 from trainables.registry import Registry
 
@@ -162,6 +162,13 @@ _register(
     {"beta1": 5.0, "beta2": 1.0, "gamma": 0.1, "alpha": 1.0},
     needs_ref=False,
     doc="gradient ascent with token weights p^beta1 * (1 - p)^beta2, saturation and importance (arXiv 2505.11953)",
+)
+_register(
+    "ceu",
+    ceu.forget_loss,
+    {"gamma": 1.0, "ignore_first_n_answer_tokens": 1},
+    needs_ref=False,
+    doc="cross entropy to the model's own distribution without the answer token; no retain term (arXiv 2503.01224)",
 )
 
 
