@@ -47,10 +47,10 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-back
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
                   f"--window-size={VIEWPORT[0]},{VIEWPORT[1]}")
 # Columns of the runs table to flip: the default attribute columns that are empty for a sweep off; the objectives,
-# the `pareto` tag and the searched parameters of the clreg-default space on (not train.lr: the table cuts 7.5e-05
-# to "7.50195444...").
-TABLE_COLUMNS = ("Dataset", "Source", "Models", "forget_quality", "model_utility", "pareto", "clreg.tau",
-                 "clreg.lambda", "clreg.layer")
+# the `pareto` and `feasible` tags and the parameter the session's attacked sweep searches (its grid values print
+# whole; a sampled learning rate such as 7.5e-05 would be cut to "7.50195444...") on.
+TABLE_COLUMNS = ("Dataset", "Source", "Models", "forget_quality", "model_utility", "pareto", "feasible",
+                 "train.lr")
 
 
 @contextlib.contextmanager

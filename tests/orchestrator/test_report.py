@@ -275,7 +275,8 @@ def test_sampled_sweep_has_no_ablation_plots_and_profiles_average_the_seeds(stor
 def test_method_compare_entanglement_present_then_absent(store: Path) -> None:
     sweep = Sweep(store, "methods", "method-compare", trial_seeds=[0, 1])
     combos = [g for g in sweep.space.grid(NUM_LAYERS) if g]
-    score = {"graddiff": 0.3, "npo": 0.8, "simnpo": 0.5, "undial": 0.2, "pdu": 0.4}
+    score = {"gradascent": 0.1, "graddiff": 0.3, "npo": 0.8, "simnpo": 0.5, "undial": 0.2, "pdu": 0.4, "wga": 0.35,
+             "satimp": 0.45, "ceu": 0.25}
     ids = {}
     for n, combo in enumerate(combos):
         method, on, seed = combo["method.name"], combo["clreg.enabled"], combo["train.seed"]

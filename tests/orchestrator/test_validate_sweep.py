@@ -51,7 +51,8 @@ def test_valid_sweep_prints_a_summary_with_the_rows_truncated(sweep_file, capsys
 def test_summary_names_the_methods_a_space_grids_over(sweep_file, capsys):
     assert cli.main(["validate", str(sweep_file()), "--preset", "method-compare"]) == 0
     out = capsys.readouterr().out
-    assert "30 trials of graddiff, npo, simnpo, undial, pdu (every grid combination once)" in out
+    assert ("54 trials of gradascent, graddiff, npo, simnpo, undial, pdu, wga, satimp, ceu (every grid combination "
+            "once)") in out
 
 
 def test_pure_grid_preset_is_enumerated(sweep_file, capsys):
