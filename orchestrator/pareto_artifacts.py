@@ -161,13 +161,14 @@ def pareto_html(
     objective_names: Sequence[str],
     maximize: Sequence[bool],
     markers: Sequence[Marker] = (),
+    infeasible: Points = (),
 ) -> str:
     """A self-contained HTML page: SVG scatter whose points show label and values on hover, and the front's table.
 
     Arguments as for `pareto_figure`; the markers also get a table of their own below the front's.
     """
     _check_markers(markers, objective_names)
-    svg = _svg(points, front_idx, labels, objective_names, maximize, markers)
+    svg = _svg(points, front_idx, labels, objective_names, maximize, markers, infeasible)
     head = "".join(f"<th>{html.escape(n)}</th>" for n in objective_names)
     rows = "".join(
         f"<tr><td>{html.escape(labels[i])}</td>" + "".join(f"<td>{_fmt(v)}</td>" for v in points[i]) + "</tr>"
@@ -188,7 +189,9 @@ def pareto_html(
         "table{border-collapse:collapse;margin-top:1em}td,th{border:1px solid #ccc;padding:2px 8px;"
         "font-size:13px;text-align:left}</style></head><body>"
         f"<h2>{html.escape(_title(objective_names))}</h2>"
-        f"<p>{len(points)} trials, {len(front_idx)} on the front (red). Hover a point for its values.</p>"
+        f"<p>{len(points)} trials, {len(front_idx)} on the front (red)"
+        + (f", {len(infeasible)} infeasible (light grey crosses, outside `search.constraints`)" if infeasible else "")
+        + ". Hover a point for its values.</p>"
         f"{svg}<table><tr><th>trial</th>{head}</tr>{rows}</table>{references}</body></html>\n"
     )
 
@@ -221,20 +224,28 @@ def _svg(
     names: Sequence[str],
     maximize: Sequence[bool],
     markers: Sequence[Marker] = (),
+    infeasible: Points = (),
 ) -> str:
-    """Inline SVG scatter with axes, ticks, the front's staircase, a <title> tooltip per point, and the markers.
+    """Inline SVG scatter with axes, ticks, the front's staircase, a <title> tooltip per point, the markers, and
+    the infeasible trials as crosses.
 
-    The axes span the markers too, so a reference model far from the trials is still on the page.
+    The axes span the markers and the infeasible trials too, so a point far from the trials is still on the page.
     """
     width, height, pad = 720, 480, 60
     xs, ys, x_name, y_name = _plane(points, names, maximize)
     one = len(names) == 1
+    ix, iy, _, _ = _plane(infeasible, names, maximize)
+    if one:  # positions after the feasible trials'
+        ix = [len(xs) + x for x in ix]
     marker_xs = [] if one else [m.values[0] for m in markers]
     marker_ys = [m.values[0 if one else 1] for m in markers]
-    sx = _scale(xs + marker_xs, pad, width - 20)
-    sy = _scale(ys + marker_ys, height - pad, 20)
+    sx = _scale(xs + ix + marker_xs, pad, width - 20)
+    sy = _scale(ys + iy + marker_ys, height - pad, 20)
     parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' font-size='11'>"]
-    parts += _svg_axes(xs + marker_xs, ys + marker_ys, sx, sy, x_name, y_name, width, height, pad)
+    parts += _svg_axes(xs + ix + marker_xs, ys + iy + marker_ys, sx, sy, x_name, y_name, width, height, pad)
+    for x, y in zip(map(sx, ix), map(sy, iy)):
+        parts.append(f"<path class='infeasible' d='M{x - 4:.1f},{y - 4:.1f}L{x + 4:.1f},{y + 4:.1f}M{x - 4:.1f},"
+                     f"{y + 4:.1f}L{x + 4:.1f},{y - 4:.1f}' stroke='{INFEASIBLE}' stroke-width='1.5'/>")
     if front_idx and len(names) == 2:
         line = _staircase([xs[i] for i in front_idx], [ys[i] for i in front_idx], maximize[0])
         coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in line)

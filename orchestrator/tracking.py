@@ -552,7 +552,7 @@ def _log_pareto_artifacts(
         pd.DataFrame(rows).to_json(folder / "front.json", orient="split", index=False, date_format="iso")
         figure = pareto_figure(points, front, labels, names, maximize, markers=markers, infeasible=infeasible)
         figure.savefig(folder / "front.png", bbox_inches="tight")
-        page = pareto_html(points, front, labels, names, maximize, markers)
+        page = pareto_html(points, front, labels, names, maximize, markers, infeasible)
         (folder / "front.html").write_text(page, encoding="utf-8")
         log_artifacts(runs, tmp, "pareto")
     _register_table(client, runs.parent_run_id, "pareto/front.json")

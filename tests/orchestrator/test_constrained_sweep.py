@@ -49,6 +49,7 @@ def test_an_infeasible_trial_stays_in_mlflow_but_off_the_front(attacked_sweep, m
     table = json.loads((folder / "front.json").read_text())
     assert [row[table["columns"].index("trial_id")] for row in table["data"]] == [untouched.data.tags[
         "clreg.trial_id"]]
+    assert (folder / "front.html").read_text().count("class='infeasible'") == 1  # drawn apart, greyed
 
     # Optuna holds each trial's violations, keyed by metric, as its constrained samplers read them.
     study = {t.user_attrs[ATTR_TUNE_TRIAL]: t for t in env.study(name).trials}

@@ -44,6 +44,9 @@ def test_infeasible_trials_are_drawn_apart_and_unlabelled() -> None:
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["trials (4)", "infeasible (1)", "Pareto front (3)"]
     np.testing.assert_allclose(ax.collections[1].get_offsets(), [[0.9, 0.05]])
     assert sorted(t.get_text() for t in ax.texts) == LABELS  # the feasible trials only
+    page = pareto_html(POINTS, front, LABELS, NAMES, MAXIMIZE, infeasible=[[0.9, 0.05]])
+    assert page.count("class='infeasible'") == 1 and page.count("<circle") == len(POINTS)
+    assert "4 trials, 3 on the front (red), 1 infeasible (light grey crosses" in page
 
 
 def test_one_objective_markers_are_horizontal_lines() -> None:
