@@ -109,10 +109,6 @@ def violation_text(metrics: Mapping[str, object], bounds: Sequence[Bound]) -> st
     return "; ".join(missed)
 
 
-def is_feasible(metrics: Mapping[str, object], bounds: Sequence[Bound]) -> bool:
-    return all(v <= 0 for v in violations(metrics, bounds))
-
-
 def as_written(constraint: Constraint) -> str:
     """A constraint before it is resolved, e.g. "model_utility >= 0.9 x target" (what `validate` prints)."""
     scale = f" x {constraint.of}" if constraint.of else ""

@@ -63,7 +63,7 @@ def check_sources(cfg: SweepConfig, space: SearchSpace) -> list[SweepConfig]:
         WarmStartError naming the entry and what differs (the parameter, the objectives) or why it cannot be read.
     """
     from orchestrator.search import sweep_study_name
-    from orchestrator.sweep import SweepError, check_study, load_sweep_dir, resolve_space, sweep_paths
+    from orchestrator.sweep import check_study, load_sweep_dir, resolve_space, sweep_paths
 
     sources = []
     for i, folder in enumerate(cfg.search.warm_start):
@@ -71,7 +71,7 @@ def check_sources(cfg: SweepConfig, space: SearchSpace) -> list[SweepConfig]:
         try:
             earlier = load_sweep_dir(folder)
             check_study(sweep_paths(earlier).optuna_url(earlier), sweep_study_name(earlier.name))
-        except (SweepError, ValueError) as e:  # the message names the folder or the study
+        except ValueError as e:  # SweepError, ConfigError: the message names the folder or the study
             raise WarmStartError(f"search.warm_start[{i}]: {e}") from None
         if Path(folder).resolve() == Path(cfg.storage.dir).resolve() / cfg.name:
             raise WarmStartError(f"{field}: is this sweep's own folder (`resume` continues a sweep)")
@@ -100,9 +100,9 @@ def warm_trials(sources: Sequence[SweepConfig], space: SearchSpace, num_layers: 
 
     trials, left_out = [], {}
     for earlier in sources:
-        folder = sweep_paths(earlier).root
-        study = optuna.load_study(study_name=sweep_study_name(earlier.name), storage=sweep_paths(earlier).optuna_url(
-            earlier))
+        paths = sweep_paths(earlier)
+        folder = paths.root
+        study = optuna.load_study(study_name=sweep_study_name(earlier.name), storage=paths.optuna_url(earlier))
         own = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
                if ATTR_ORIGIN not in t.user_attrs]
         taken = [t for t in (_replayed(t, space, num_layers, folder, bounds) for t in own) if t is not None]

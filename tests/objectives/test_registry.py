@@ -48,26 +48,22 @@ def test_unknown_method_lists_the_names():
     assert "ceu, gradascent, graddiff, npo, pdu, satimp, simnpo, undial, wga" in str(err.value)
 
 
-def test_a_parameter_the_method_does_not_use_is_refused():
+@pytest.mark.parametrize("given,message", [
+    ({"name": "graddiff", "beta": 0.5}, "method.beta is not a parameter of graddiff; its parameters: alpha, gamma"),
+    ({"name": "gradascent", "alpha": 1.0}, "method.alpha is not a parameter of gradascent; its parameters: gamma"),
+    ({"name": "wga", "delta": 0.5}, "method.delta is not a parameter of wga; its parameters: alpha, beta, gamma"),
+    ({"name": "satimp", "beta": 1.0},
+     "method.beta is not a parameter of satimp; its parameters: alpha, beta1, beta2, gamma"),
+    ({"name": "wga", "beta1": 5.0}, "method.beta1 is not a parameter of wga; its parameters: alpha, beta, gamma"),
+    ({"name": "ceu", "alpha": 1.0},  # CE-U has no retain term
+     "method.alpha is not a parameter of ceu; its parameters: gamma, ignore_first_n_answer_tokens"),
+    ({"name": "satimp", "ignore_first_n_answer_tokens": 0},
+     "method.ignore_first_n_answer_tokens is not a parameter of satimp; its parameters: alpha, beta1, beta2, gamma"),
+])
+def test_a_parameter_the_method_does_not_use_is_refused(given, message):
     with pytest.raises(ValueError) as err:
-        resolve_method(MethodConfig(name="graddiff", beta=0.5))
-    assert str(err.value) == "method.beta is not a parameter of graddiff; its parameters: alpha, gamma"
-    with pytest.raises(ValueError, match="method.alpha is not a parameter of gradascent"):
-        resolve_method(MethodConfig(name="gradascent", alpha=1.0))
-    with pytest.raises(ValueError) as err:
-        resolve_method(MethodConfig(name="wga", delta=0.5))
-    assert str(err.value) == "method.delta is not a parameter of wga; its parameters: alpha, beta, gamma"
-    with pytest.raises(ValueError) as err:
-        resolve_method(MethodConfig(name="satimp", beta=1.0))
-    assert str(err.value) == "method.beta is not a parameter of satimp; its parameters: alpha, beta1, beta2, gamma"
-    with pytest.raises(ValueError, match="method.beta1 is not a parameter of wga"):
-        resolve_method(MethodConfig(name="wga", beta1=5.0))
-    with pytest.raises(ValueError) as err:
-        resolve_method(MethodConfig(name="ceu", alpha=1.0))  # CE-U has no retain term
-    assert str(err.value) == ("method.alpha is not a parameter of ceu; its parameters: gamma, "
-                              "ignore_first_n_answer_tokens")
-    with pytest.raises(ValueError, match="method.ignore_first_n_answer_tokens is not a parameter of satimp"):
-        resolve_method(MethodConfig(name="satimp", ignore_first_n_answer_tokens=0))
+        resolve_method(MethodConfig(**given))
+    assert str(err.value) == message
 
 
 def test_ceu_takes_a_whole_number_of_skipped_tokens():
