@@ -297,6 +297,9 @@ class EvalConfig(StrictModel):
         "tables; exact: log-space forms that stay exact where probabilities underflow",
     )
     layer_profile: bool = Field(True, description="entanglement at every layer, not only the target layer")
+    keep_epoch_models: bool = Field(
+        False, description="keep each mid-run evaluated model as epoch-<e>/ beside final_model (a sweep with "
+        "search.candidates: epochs sets it: those models are its front's candidates)")
 
 
 class PrepareConfig(StrictModel):

@@ -29,6 +29,12 @@ def seed_dir(output_dir: str | Path, seed: int) -> Path:
     return Path(output_dir) / f"seed-{seed}"
 
 
+def epoch_model_dir(run_dir: str | Path, epoch: int) -> Path:
+    """Where a run keeps its model as it was after `epoch` (`eval.keep_epoch_models`; the last epoch's model is the
+    run's `final_model`)."""
+    return Path(run_dir) / f"epoch-{epoch}"
+
+
 def seed_key(seed: int, key: str) -> str:
     """`seed<s>/<key>`: a metric of one seed among several (per-epoch reports of a repeated-seed run, per-seed final
     metrics), so the seeds' values do not collide under one name."""

@@ -14,7 +14,7 @@ from trainables.config import TrialConfig
 from trainables.engine.checkpoints import report_epoch
 from trainables.engine.job import SetupClock, WorkerJob, WorkerPlace
 from trainables.engine.saving import save_model
-from trainables.report_keys import TRIAL_COMPLETE, seed_key
+from trainables.report_keys import TRIAL_COMPLETE, epoch_model_dir, seed_key
 
 
 @dataclass
@@ -58,7 +58,7 @@ class TrainingRun:
         last = epoch == self.epochs
         every = self.cfg.eval.every
         if self.job.evaluate and every and epoch % every == 0 and not last:
-            metrics.update(self.save_and_evaluate(final=False))
+            metrics.update(self.save_and_evaluate(final=False, epoch=epoch))
         if self.report_seed is not None:
             metrics = {k if k == "epoch" else seed_key(self.report_seed, k): v for k, v in metrics.items()}
         report_epoch(self.engine, state, metrics, self.place.rank,
@@ -78,11 +78,17 @@ class TrainingRun:
         final.update(self.save_and_evaluate(final=True))
         return final
 
-    def save_and_evaluate(self, final: bool) -> dict:
-        """Save the model (final, or a temporary one mid-run) into `out_dir` and, when the job evaluates, evaluate it
-        on rank 0; rank 0's numeric metrics. Every rank must call this."""
+    def save_and_evaluate(self, final: bool, epoch: int | None = None) -> dict:
+        """Save the model (final, or mid-run after `epoch`: kept as `epoch-<e>/` with `eval.keep_epoch_models`, else
+        a temporary one) into `out_dir` and, when the job evaluates, evaluate it on rank 0; rank 0's numeric
+        metrics. Every rank must call this."""
         out = self.out_dir
-        model_dir = out / ("final_model" if final else "eval_model")
+        if final:
+            model_dir = out / "final_model"
+        elif self.cfg.eval.keep_epoch_models:
+            model_dir = epoch_model_dir(out, epoch)
+        else:
+            model_dir = out / "eval_model"
         save_model(self.engine, self.tokenizer, model_dir, self.place.rank)
         metrics: dict = {}
         if self.place.rank == 0 and self.job.evaluate:
