@@ -268,6 +268,16 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    """The Pareto front's models as plain Hugging Face folders, with a manifest (`orchestrator.export`)."""
+    from orchestrator.export import MANIFEST, export_front
+
+    folder, models = export_front(args.sweep_dir, args.out,
+                                  log=lambda line: console.print(escape(line), soft_wrap=True))
+    console.print(f"exported {len(models)} front model(s) to {folder} (list: {MANIFEST})", soft_wrap=True)
+    return 0
+
+
 def cmd_ui(args) -> int:
     """The MLflow dashboard on a sweep: start `mlflow server` on its store (or use its server), print the links."""
     from orchestrator.dashboard import serve
@@ -443,6 +453,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--html", action="store_true",
                     help="also write report.html: one self-contained page, plots embedded")
     sp.set_defaults(func=cmd_report)
+
+    sp = sub.add_parser("export", help="copy the models of a sweep's Pareto front (with search.candidates: epochs, "
+                                       "its (trial, epoch) points) to plain Hugging Face folders, with front.json")
+    sp.add_argument("sweep_dir")
+    sp.add_argument("--front", action="store_true", required=True,
+                    help="export the current Pareto front (required: the one selection export offers)")
+    sp.add_argument("--out", help="folder to create (default: SWEEP_DIR/export/front); must be new or empty")
+    sp.set_defaults(func=cmd_export)
 
     sp = sub.add_parser("ui", help="the MLflow dashboard on a sweep's results: starts `mlflow server` on its "
                                    "store and prints the links to its experiment, parent run and Pareto front")

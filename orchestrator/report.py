@@ -21,7 +21,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from orchestrator import tracking
+from orchestrator.candidates import TAG_INFEASIBLE_EPOCHS, parse_epochs, read_epoch_values
 from orchestrator.constraints import TAG_CONSTRAINTS, TAG_FEASIBLE
 from orchestrator.pareto import summarize
 from orchestrator.pareto_artifacts import Marker, pareto_figure, trial_label
@@ -90,10 +91,38 @@ class TrialRow:
     record: TrialRecord
     logged: dict[str, str] = field(default_factory=dict)
     feasible: bool = True  # False: the run is tagged `feasible=false` (it misses a `search.constraints` bound)
+    run_id: str = ""
+    infeasible_epochs: list[int] = field(default_factory=list)  # epoch candidates that miss a bound
+
+    def point(self) -> FrontPoint:
+        """The trial's final metrics as its one point for the front."""
+        return FrontPoint(self, None, self.metrics, self.feasible)
+
+    def feasible_epoch(self, epoch: int) -> bool:
+        return epoch not in self.infeasible_epochs
 
     def searched(self, path: str) -> str:
         """The trial's sampled value of `path` as MLflow shows it, "" when the space did not sample it here."""
         return str(self.record.params[path]) if path in self.record.params else ""
+
+
+@dataclass(frozen=True)
+class FrontPoint:
+    """A point for the front: a trial's final metrics, or (`search.candidates: epochs`) one evaluated epoch's."""
+
+    row: TrialRow
+    epoch: int | None
+    metrics: Mapping[str, float]
+    feasible: bool
+
+
+def epoch_points(tracking_uri: str, rows: Sequence[TrialRow], names: Sequence[str]) -> list[FrontPoint]:
+    """Every evaluated epoch of each trial that logged all objectives `names` (`orchestrator.candidates`)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    return [FrontPoint(r, epoch, values, r.feasible_epoch(epoch)) for r in rows
+            for epoch, values in read_epoch_values(client, r.run_id, names).items()]
 
 
 @dataclass(frozen=True)
@@ -174,7 +203,8 @@ def finished_trials(tracking_uri: str, parent_run_id: str, trials_dir: Path) -> 
             raise tracking.TrackingError(f"trial {trial_id} has no record: neither {Path(trials_dir) / trial_id} "
                                          f"nor its MLflow run {run.info.run_id} holds {TRIAL_RECORD_FILE}")
         rows.append(TrialRow(trial_id, dict(run.data.metrics), record, dict(run.data.params),
-                             feasible=run.data.tags.get(TAG_FEASIBLE) != "false"))
+                             feasible=run.data.tags.get(TAG_FEASIBLE) != "false", run_id=run.info.run_id,
+                             infeasible_epochs=parse_epochs(run.data.tags.get(TAG_INFEASIBLE_EPOCHS, ""))))
     return rows
 
 
@@ -215,9 +245,12 @@ def sweep_report(sweep_dir: str | Path, html: bool = False) -> SweepReport:
     space = resolve_space(cfg)
     grid_params = [p for p, spec in space.params.items() if is_grid(spec) and p != SEED_PATH]
     settings = {r.trial_id: _setting(r.record, [p for p in grid_params if p not in _AXES]) for r in rows}
+    epochs = cfg.search.candidates == "epochs"
+    points = (epoch_points(state.tracking_uri, rows, [m for m, _ in cfg.objective_modes]) if epochs
+              else [r.point() for r in rows])
     sweep = _Sweep(rows, cfg.objective_modes, space, settings,
                    {r.trial_id: trial_label(_label_params(r, settings[r.trial_id]), r.trial_id) for r in rows},
-                   *parent_references(state.tracking_uri, state.parent_run_id))
+                   *parent_references(state.tracking_uri, state.parent_run_id), points=points, epochs=epochs)
     out = _Draft([Heading(f"Sweep `{cfg.name}`", 1), Paragraph(_definitions_text(rows, cfg.base.eval.definitions))])
 
     front = _pareto_section(sweep, out)
@@ -274,6 +307,8 @@ class _Sweep:
     labels: dict[str, str]
     references: References
     constraints: list[str]  # the resolved bounds, as the driver logged them
+    points: list[FrontPoint]  # what the front is over: one per trial, or each trial's evaluated epochs
+    epochs: bool  # search.candidates: epochs
 
     @property
     def names(self) -> list[str]:
@@ -317,20 +352,25 @@ def _definitions_text(rows: Sequence[TrialRow], configured: str) -> str:
 
 
 def _pareto_section(sweep: _Sweep, out: _Draft) -> set[str]:
-    """The summary line and the Pareto plot; returns the ids of the trials on the front."""
+    """The summary line and the Pareto plot (and, with epoch candidates, the front's epochs); returns the ids of the
+    trials on the front."""
     names, maximize = sweep.names, [mode == "max" for _, mode in sweep.objectives]
-    # As on the MLflow parent run: only feasible trials that report every objective take part in the front.
-    summary = summarize([r.metrics for r in sweep.rows], sweep.objectives, feasible=[r.feasible for r in sweep.rows])
-    scored = [sweep.rows[i] for i in summary.scored]
+    # As on the MLflow parent run: only feasible points that report every objective take part in the front.
+    summary = summarize([p.metrics for p in sweep.points], sweep.objectives,
+                        feasible=[p.feasible for p in sweep.points])
+    scored = [sweep.points[i] for i in summary.scored]
     points, front_idx, infeasible = summary.points, summary.front, summary.infeasible_points
+    what = "trials" if not sweep.epochs else "epoch candidates"
     out.blocks.append(Paragraph(
         f"{len(sweep.rows)} finished trials; objectives: {', '.join(f'{m} ({mode})' for m, mode in sweep.objectives)}; "
-        f"Pareto front: {len(front_idx)} trials; hypervolume {summary.hypervolume:.4g} (reference "
+        + (f"{len(sweep.points)} epoch candidates (`search.candidates: epochs`: every evaluated epoch of a trial is a "
+           "point); " if sweep.epochs else "")
+        + f"Pareto front: {len(front_idx)} {what}; hypervolume {summary.hypervolume:.4g} (reference "
         f"{summary.reference})."))
     if sweep.constraints:
         out.blocks.append(Paragraph(
             f"Constraints (`search.constraints`): {'; '.join(sweep.constraints)}. {len(infeasible)} finished "
-            "trial(s) miss one: they are greyed (× in the tables) and take no part in the front, its hypervolume or "
+            f"{what} miss one: they are greyed (× in the tables) and take no part in the front, its hypervolume or "
             "the best trials."))
     if not scored:
         reason = "is feasible and reports" if sweep.constraints else "reports"
@@ -338,19 +378,24 @@ def _pareto_section(sweep: _Sweep, out: _Draft) -> set[str]:
         _references_table(sweep, out)
         return set()
     markers = sweep.references.markers(names)
-    plot = ParetoPlot(points, front_idx, [sweep.labels[r.trial_id] for r in scored], names, maximize, markers,
-                      infeasible)
-    unplotted = len(sweep.rows) - len(scored) - len(infeasible)
+    labels = [sweep.labels[p.row.trial_id] + ("" if p.epoch is None else f" @ epoch {p.epoch}") for p in scored]
+    plot = ParetoPlot(points, front_idx, labels, names, maximize, markers, infeasible)
+    unplotted = len(sweep.points) - len(scored) - len(infeasible)
     out.blocks.append(Heading("Pareto front"))
     out.image(PARETO_PNG, plot,
               pareto_figure(points, front_idx, plot.labels, names, maximize, label_all=True, markers=markers,
                             infeasible=infeasible),
-              "Pareto front", f"Every feasible finished trial that reports all objectives ({len(scored)}), the front "
-              "in red." + (f" Infeasible trials ({len(infeasible)}): light grey crosses." if infeasible else "")
+              "Pareto front", f"Every feasible finished {what[:-1]} that reports all objectives ({len(scored)}), the "
+              "front in red." + (f" Infeasible ({len(infeasible)}): light grey crosses." if infeasible else "")
               + (f" {unplotted} trial(s) missing an objective are not shown." if unplotted else "")
               + (f" Reference points: {', '.join(m.label for m in markers)}." if markers else ""))
+    if sweep.epochs:
+        out.blocks += [Heading("Front candidates (trial, epoch)"),
+                       Table(["trial", "epoch", *names],
+                             [[scored[i].row.trial_id, str(scored[i].epoch), *(number_cell(v) for v in points[i])]
+                              for i in front_idx])]
     _references_table(sweep, out)
-    return {scored[i].trial_id for i in front_idx}
+    return {scored[i].row.trial_id for i in front_idx}
 
 
 def _references_table(sweep: _Sweep, out: _Draft) -> None:

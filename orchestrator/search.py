@@ -10,6 +10,10 @@ Optuna refuses, leaving a RUNNING zombie); fixing that needed its private attrib
 With `search.constraints`, each COMPLETE or PRUNED trial gets its violations (`orchestrator.constraints.violations`)
 through Optuna's `Trial.set_constraint`, one per constrained metric, before it is told: TPE, NSGA-II and GP rank
 infeasible trials by them.
+
+With `search.candidates: epochs` and a `search.trial_value` other than `last`, the searcher keeps each epoch's
+reported metrics (Tune's `on_trial_result`) and tells a COMPLETE trial the epoch `orchestrator.candidates.pick`
+chooses, with its constraints and metrics; the epoch is the user attribute `clreg.epoch`.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ import os
 import pickle
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
+from orchestrator.candidates import ATTR_EPOCH, pick
 from orchestrator.console_log import is_verbose
 from orchestrator.constraints import Bound, violations
 from orchestrator.pareto import finite_number
@@ -67,14 +73,18 @@ class StudySearcher(Searcher):
     def __init__(self, space: SearchSpace, num_layers: int, objectives: list[tuple[str, str]],
                  sampler: optuna.samplers.BaseSampler, study_name: str, storage_url: str,
                  grid: list[dict[str, Any]], bounds: list[Bound] = (),
-                 warm: Sequence[optuna.trial.FrozenTrial] = ()) -> None:
+                 warm: Sequence[optuna.trial.FrozenTrial] = (), trial_value: TrialValue | None = None) -> None:
         """Connect to the study, creating it when it does not exist; a new study gets the `warm` trials of earlier
         sweeps (`orchestrator.warm_start`) and the `grid` points enqueued (asked before anything is sampled), so a
         grid preset runs each combination exactly once and a resumed sweep adds nothing twice. `bounds` are the
-        sweep's resolved constraints."""
+        sweep's resolved constraints; `trial_value` picks the epoch candidate a trial is told (default: its final
+        result)."""
         super().__init__(metric=[m for m, _ in objectives], mode=[mode for _, mode in objectives])
         self._space, self._num_layers, self._sampler = space, num_layers, sampler
         self._bounds = list(bounds)
+        self._objectives = list(objectives)
+        self._trial_value = trial_value
+        self._epochs: dict[str, dict[int, dict[str, float]]] = {}  # Tune trial -> epoch -> its reported metrics
         self._study_name, self._url = study_name, storage_url
         self._numbers: dict[str, int] = {}
         self._connect(create=True)
@@ -89,6 +99,11 @@ class StudySearcher(Searcher):
         self._numbers[trial_id] = trial.number
         return self._space.sample(trial, self._num_layers)
 
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        """With `trial_value`, keep each epoch's metrics that carry every objective: the trial's candidates."""
+        if self._trial_value is not None:
+            self._keep_epoch(trial_id, result)
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         number = self._numbers[trial_id]
         # A driver killed after telling the study but before Tune saved its state restores a searcher that does not
@@ -98,10 +113,30 @@ class StudySearcher(Searcher):
             state, values = trial_outcome(result, self.metric, error)
             if state != optuna.trial.TrialState.FAIL:
                 trial = optuna.trial.Trial(self._study, key)
-                for bound, amount in zip(self._bounds, violations(result or {}, self._bounds)):
+                told = final_metrics(result or {})
+                if state == optuna.trial.TrialState.COMPLETE and self._trial_value is not None:
+                    self._keep_epoch(trial_id, result)
+                    epoch = self._trial_value.pick(self._epochs[trial_id], self._objectives, self._bounds,
+                                                   self._feasible_values())
+                    told = self._epochs[trial_id][epoch]
+                    values = [told[m] for m in self.metric]
+                    trial.set_user_attr(ATTR_EPOCH, epoch)
+                for bound, amount in zip(self._bounds, violations(told, self._bounds)):
                     trial.set_constraint(bound.metric, amount)
-                trial.set_user_attr(ATTR_METRICS, final_metrics(result or {}))
+                trial.set_user_attr(ATTR_METRICS, told)
             self._study.tell(number, values, state=state)
+        self._epochs.pop(trial_id, None)
+
+    def _keep_epoch(self, trial_id: str, result: dict | None) -> None:
+        metrics = final_metrics(result or {})
+        epoch = (result or {}).get("epoch")
+        if isinstance(epoch, int) and all(m in metrics for m in self.metric):
+            self._epochs.setdefault(trial_id, {})[epoch] = metrics
+
+    def _feasible_values(self) -> list[list[float]]:
+        """The objective values of the study's COMPLETE trials that meet every constraint (what best_hv adds to)."""
+        done = self._study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        return [list(t.values) for t in done if all(c <= 0 for c in t.constraints.values())]
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:
@@ -128,6 +163,20 @@ class StudySearcher(Searcher):
                                               directions=directions, load_if_exists=True)
         else:
             self._study = optuna.load_study(study_name=self._study_name, storage=self._db, sampler=self._sampler)
+
+
+@dataclass(frozen=True)
+class TrialValue:
+    """`search.trial_value` resolved: the rule (`orchestrator.candidates.pick`) and, for first_at_oracle, the metric
+    and the oracle's value of it."""
+
+    rule: str
+    selection_metric: str | None = None
+    oracle_value: float | None = None
+
+    def pick(self, values: Mapping[int, Mapping[str, float]], objectives: Sequence[tuple[str, str]],
+             bounds: Sequence[Bound], told: Sequence[Sequence[float]]) -> int:
+        return pick(self.rule, values, objectives, bounds, told, self.selection_metric, self.oracle_value)
 
 
 def final_metrics(result: Mapping[str, Any]) -> dict[str, float]:
@@ -301,14 +350,17 @@ def make_sampler(search: SearchConfig, num_trials: int) -> optuna.samplers.BaseS
 
 def make_searcher(space: SearchSpace, num_layers: int, objectives: list[tuple[str, str]], search: SearchConfig,
                   num_trials: int, study_name: str, storage_url: str, bounds: list[Bound] = (),
-                  warm: Sequence[optuna.trial.FrozenTrial] = ()) -> StudySearcher:
+                  warm: Sequence[optuna.trial.FrozenTrial] = (), oracle_value: float | None = None) -> StudySearcher:
     """The Tune searcher: define-by-run over `space`, the study persisted at `storage_url` under `study_name`, the
     `warm` trials added and the space's grid combinations enqueued first when the study is new; `bounds` are
-    `search.constraints` resolved."""
+    `search.constraints` resolved; `oracle_value` is the oracle's `search.selection_metric`."""
     if not is_verbose():  # "A new study created in RDB with name ..." and the like: the sweep's own lines say it
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+    trial_value = (TrialValue(search.trial_value, search.selection_metric, oracle_value)
+                   if search.candidates == "epochs" and search.trial_value != "last" else None)
     return StudySearcher(space, num_layers, objectives, make_sampler(search, num_trials), study_name, storage_url,
-                         grid=[g for g in space.grid(num_layers) if g], bounds=bounds, warm=warm)
+                         grid=[g for g in space.grid(num_layers) if g], bounds=bounds, warm=warm,
+                         trial_value=trial_value)
 
 
 def limit_concurrency(searcher: StudySearcher, search: SearchConfig) -> ConcurrencyLimiter:

@@ -53,6 +53,41 @@ def check_early_stopping(cfg: SweepConfig, space: SearchSpace) -> None:
                          f"allowed 1 .. {cfg.base.train.epochs - 1} (base.train.epochs - 1)")
 
 
+def check_candidates(cfg: SweepConfig, space: SearchSpace) -> None:
+    """`search.candidates: epochs` needs the objectives at several epochs of one seed, measured without an attack,
+    and `trial_value: first_at_oracle` a metric the oracle is scored on."""
+    from trainables.metrics import REPORTED
+
+    search, base = cfg.search, cfg.base
+    if search.candidates != "epochs":
+        return
+    every, epochs = base.eval.every, base.train.epochs
+    if not 1 <= every < epochs:
+        raise ValueError(f"search.candidates: epochs needs base.eval.every between 1 and {epochs - 1} "
+                         f"(base.train.epochs - 1) so that a trial evaluates more than its final model; got {every}")
+    if len(space.repeat_seeds) > 1:
+        raise ValueError(f"search.candidates: epochs takes each epoch of one seed, and the space averages "
+                         f"{len(space.repeat_seeds)} seeds (seeds {space.repeat_seeds}): set search.trial_seeds to "
+                         "one seed or search.candidates: final")
+    attacked = [m for m in [*(o.metric for o in cfg.objectives), *(c.metric for c in search.constraints)]
+                if REPORTED.get(m).kind == "attack"]
+    if attacked:
+        raise ValueError(f"search.candidates: epochs compares every evaluated epoch, and {attacked[0]} is measured "
+                         "once, after training: drop that objective or constraint, or set search.candidates: final")
+    if base.attack.when == "front":
+        raise ValueError("base.attack.when: front attacks the front's final models, and with search.candidates: "
+                         "epochs the front holds earlier epochs too: set base.attack.when: final or never")
+    if search.trial_value == "first_at_oracle":
+        metric = search.selection_metric
+        check_trial_metric("search.selection_metric", metric, base, None)
+        if REPORTED.get(metric).kind == "attack":
+            raise ValueError(f"search.selection_metric {metric} is measured by an attack, after training; allowed: a "
+                             "memorisation metric every evaluation reports, e.g. forget_rouge")
+        if not has_oracle(base):
+            raise ValueError("search.trial_value: first_at_oracle compares with the oracle: set base.prepare.enabled, "
+                             "base.prepare.oracle_path or base.prepare.oracle_logs")
+
+
 def check_trial_metric(field: str, metric: str, base: TrialConfig, oracle_log: OracleLog | None) -> None:
     """A metric an objective or a constraint reads: some metric suite reports it, and the trial can measure it
     (an attack metric needs its attack before the trial ends; an oracle-relative one needs the oracle, or an

@@ -22,13 +22,14 @@ from typing import Any
 import yaml
 
 from orchestrator import tracking
+from orchestrator.candidates import selection_reference
 from orchestrator.constraints import TAG_CONSTRAINTS, Bound, ConstraintError, resolve_bounds
 from orchestrator.early_stopping import DominatedStopping
 from orchestrator.pareto_artifacts import Marker
 from orchestrator.preflight import DataCheck, check_trial
 from orchestrator.run_record import RunRecord, collect
-from orchestrator.search_check import check_early_stopping, check_metrics
-from orchestrator.sweep_config import SweepConfig
+from orchestrator.search_check import check_candidates, check_early_stopping, check_metrics
+from orchestrator.sweep_config import SearchConfig, SweepConfig
 from orchestrator.sweep_state import STATE_FILE, read_state
 from orchestrator.trial_record import build_record, record_for, resolve_point, write_record
 from orchestrator.warm_start import WarmStartError, check_sources, warm_trials
@@ -154,6 +155,7 @@ def validate_sweep(cfg: SweepConfig, address: str | None = None) -> ValidatedSwe
         num_trials = len(grid)
     try:
         check_early_stopping(cfg, space)
+        check_candidates(cfg, space)
     except ValueError as e:
         raise SweepError(str(e)) from None
     local = not (address or os.environ.get("RAY_ADDRESS"))
@@ -263,6 +265,7 @@ def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool 
         references = load_references(cfg.base, prepared, checked.bench, log=log)
         try:
             bounds = resolve_bounds(cfg.search.constraints, references)
+            oracle_value = selection_reference(cfg.search, references)
         except ConstraintError as e:  # before the sweep folder exists: the prepared models stay cached
             raise SweepError(str(e)) from None
         if not resume:
@@ -273,6 +276,10 @@ def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool 
         if bounds:
             log(f"sweep {cfg.name}: constraints {'; '.join(b.text for b in bounds)}: trials outside them are kept "
                 f"but never on the front{constraint_note(cfg.search.sampler)}")
+        if cfg.search.candidates == "epochs":
+            log(f"sweep {cfg.name}: epoch candidates: every {cfg.base.eval.every} epoch(s) a trial's model is a point "
+                f"for the front; Optuna is told {candidate_note(cfg.search, oracle_value)}; epoch models kept: "
+                f"{'the front' if cfg.search.keep_models == 'front' else 'all'}")
         record = collect(benchmark_fingerprint(checked.bench))
         runs = tracking.open_sweep(uri, cfg.mlflow.experiment or cfg.name, cfg.name,
                                    {**cfg.model_dump(mode="json", by_alias=True), **record.params(cfg.base)})
@@ -293,17 +300,29 @@ def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool 
                 "cluster); --verbose prints them here")
         # Where a restored searcher finds the study: this folder's, also when the folder has moved since it started.
         with study_url_for_restore(paths.optuna_url(cfg)):
-            results = _tuner(checked, paths, prepared, attack_ref, runs, resume, record, markers, bounds, log).fit()
+            results = _tuner(checked, paths, prepared, attack_ref, runs, resume, record, markers, bounds, log,
+                             oracle_value).fit()
         # Stopped before every trial ended (Ctrl-C): the parent run must not look complete; `resume` reopens it.
         interrupted = results.num_terminated + results.num_errors < checked.num_trials
         if cfg.base.attack.when == "front" and not interrupted:
             front = tracking.update_pareto(runs, cfg.objective_modes, markers=markers).front
             attack_front(cfg.base, front, runs, paths.trials, prepared, log)
-    summary = tracking.update_pareto(runs, cfg.objective_modes, markers=markers)
+    summary = tracking.update_pareto(runs, cfg.objective_modes, markers=markers,
+                                     epochs=cfg.search.candidates == "epochs")
     # Trials that crashed beyond their retries make the sweep FAILED; diverged trials are search outcomes.
     tracking.close_sweep(runs, "KILLED" if interrupted else "FAILED" if results.num_errors else "FINISHED")
     diverged = sum(1 for r in results if r.metrics and r.metrics.get(DIVERGED))
     return SweepOutcome(paths, uri, summary, results.num_errors, diverged, interrupted)
+
+
+def candidate_note(search: SearchConfig, oracle_value: float | None) -> str:
+    """Which epoch candidate Optuna is told (`search.trial_value`), for the sweep's start line."""
+    if search.trial_value == "best_hv":
+        return "the epoch adding most hypervolume (best_hv)"
+    if search.trial_value == "first_at_oracle":
+        return (f"the first epoch with {search.selection_metric} <= the oracle's {oracle_value:.4g} "
+                "(first_at_oracle), else the last")
+    return "the last epoch (last)"
 
 
 def constraint_note(sampler: str) -> str:
@@ -342,15 +361,16 @@ def _drop_lost_trials(paths: SweepPaths, cfg: SweepConfig, runs: tracking.SweepR
 
 
 def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, attack_ref: str | None, runs: tracking.SweepRuns,
-           resume: bool, record: RunRecord, markers: list[Marker], bounds: list[Bound], log: Callable[[str], Any]):
+           resume: bool, record: RunRecord, markers: list[Marker], bounds: list[Bound], log: Callable[[str], Any],
+           oracle_value: float | None = None):
     """Tune's experiment: a new one, or the saved one restored (which keeps its callback, record and markers)."""
     from ray import tune
 
     from orchestrator.search import limit_concurrency, make_searcher, sweep_study_name
 
     # Objectives arrive with the trial's evaluation (its last report, or every `eval.every` epochs); per-epoch
-    # training reports do not carry them, which Tune's strict check would reject. The searcher itself reads only
-    # the final result (see `orchestrator.search.trial_outcome`).
+    # training reports do not carry them, which Tune's strict check would reject. The searcher reads the final
+    # result (`orchestrator.search.trial_outcome`), and with `search.trial_value` every evaluated epoch's.
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     # Tune's legacy output engine: the only one that takes the table's columns from us (see `SweepTable`).
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
@@ -358,7 +378,13 @@ def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, attack_ref: str
 
     cfg = checked.cfg
     objectives = cfg.objective_modes
-    base = cfg.base.model_dump(mode="json", by_alias=True)
+    candidates = cfg.search.candidates == "epochs"
+    # The epochs a trial evaluates are candidates: their models are kept (`orchestrator.candidates`).
+    trial_base = cfg.base
+    if candidates:
+        trial_base = trial_base.model_copy(update={"eval": trial_base.eval.model_copy(
+            update={"keep_epoch_models": True})})
+    base = trial_base.model_dump(mode="json", by_alias=True)
     seeds = checked.space.repeat_seeds
     trainable = tune.with_parameters(
         trial_driver, base=base, target_dir=prepared.target_dir, oracle_reference=prepared.oracle_reference,
@@ -383,7 +409,7 @@ def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, attack_ref: str
             search_alg=limit_concurrency(
                 make_searcher(checked.space, checked.num_layers, objectives, cfg.search, checked.num_trials,
                               study_name=sweep_study_name(cfg.name), storage_url=paths.optuna_url(cfg),
-                              bounds=bounds, warm=warm.trials),
+                              bounds=bounds, warm=warm.trials, oracle_value=oracle_value),
                 cfg.search),
             scheduler=scheduler,
             num_samples=checked.num_trials,
@@ -397,7 +423,9 @@ def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, attack_ref: str
                                     functools.partial(build_record, base=base, repeat_seeds=seeds,
                                                       num_layers=checked.num_layers),
                                     record, markers, num_trials=checked.num_trials,
-                                    params=list(checked.space.params), bounds=bounds)],
+                                    params=list(checked.space.params), bounds=bounds, candidates=candidates,
+                                    prune_in=paths.trials if candidates and cfg.search.keep_models == "front"
+                                    else None)],
             failure_config=tune.FailureConfig(max_failures=cfg.search.max_trial_failures),
             progress_reporter=sweep_table([m for m, _ in objectives], list(checked.space.params)),
             verbose=1,

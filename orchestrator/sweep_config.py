@@ -74,6 +74,25 @@ class SearchConfig(StrictModel):
     early_stopping: EarlyStopping = Field(
         default_factory=lambda: EarlyStopping(),
         description="stop a trial whose objectives another trial beat at the same epoch (README, Early stopping)")
+    candidates: Literal["final", "epochs"] = Field(
+        "final",
+        description="final: a trial's final model is its one point for the front; epochs: every evaluated epoch "
+        "(base.eval.every) is a candidate point, its model kept as epoch-<e>/ (README, Epoch candidates)",
+    )
+    trial_value: Literal["last", "best_hv", "first_at_oracle"] = Field(
+        "last",
+        description="which candidate of a trial Optuna is told (search.candidates: epochs): last: the final epoch's; "
+        "best_hv: the feasible one adding most hypervolume to the study's trials; first_at_oracle: the first whose "
+        "selection_metric is at or below the oracle's (MUSE's checkpoint rule), else the last",
+    )
+    selection_metric: str | None = Field(
+        None, description="trial_value: first_at_oracle: the memorisation metric (lower: more forgotten) compared "
+        "with the oracle's, e.g. forget_rouge")
+    keep_models: Literal["front", "all"] = Field(
+        "front",
+        description="search.candidates: epochs: front: a finished trial's epoch-<e>/ models off the front are "
+        "deleted (final_model always stays); all: every one is kept",
+    )
     max_trial_failures: int = Field(
         2, ge=0, description="Tune restarts of a trial whose process or node died (it resumes from its checkpoint)",
     )
@@ -93,6 +112,15 @@ class SearchConfig(StrictModel):
         "without a spread)",
     )
 
+    @model_validator(mode="after")
+    def _candidate_rules(self) -> SearchConfig:
+        if self.trial_value != "last" and self.candidates != "epochs":
+            raise ValueError(f"search.trial_value {self.trial_value} picks among a trial's epoch candidates: set "
+                             "search.candidates: epochs, or trial_value: last")
+        if (self.trial_value == "first_at_oracle") != (self.selection_metric is not None):
+            raise ValueError("search.selection_metric is what trial_value: first_at_oracle compares with the "
+                             "oracle: give both or neither")
+        return self
 
     @field_validator("warm_start")
     @classmethod

@@ -44,8 +44,8 @@ from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS, MLFLOW_PARENT_RUN_
 from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
 from sqlalchemy.engine import make_url
 
-from orchestrator.constraints import TAG_FEASIBLE
-from orchestrator.pareto import maximize_flags, summarize
+from orchestrator.candidates import TAG_PARETO_EPOCHS, Candidate, epochs_text, run_candidates
+from orchestrator.pareto import FrontSummary, maximize_flags, summarize
 from orchestrator.pareto_artifacts import Marker, pareto_figure, pareto_html, trial_label
 from orchestrator.run_record import PREFIX as RECORD_PREFIX
 from orchestrator.trial_record import TrialRecord, read_record, write_record
@@ -123,7 +123,8 @@ class ParetoSummary:
     hypervolume: float
     num_trials: int  # finished trials that report every objective and meet the constraints
     reference: list[float] = field(default_factory=list)
-    num_infeasible: int = 0  # finished trials that report every objective but miss a constraint
+    num_infeasible: int = 0  # finished trials (candidates) that report every objective but miss a constraint
+    num_candidates: int = 0  # the feasible points: num_trials, or their evaluated epochs with candidates
 
 
 def default_tracking_uri(workdir: Path) -> str:
@@ -285,6 +286,8 @@ def update_pareto(
     reference: Sequence[float] | None = None,
     label: Callable[[Mapping[str, str], str], str] = trial_label,
     markers: Sequence[Marker] = (),
+    epochs: bool = False,
+    cache: dict | None = None,
 ) -> ParetoSummary:
     """Recompute the Pareto front over the FINISHED children that report every objective, and publish it.
 
@@ -295,6 +298,10 @@ def update_pareto(
     `pareto/front.json` (one row per front member: label, trial id, run id, objective values, `params.*`),
     `pareto/front.png` and `pareto/front.html`. FAILED, KILLED and RUNNING children are ignored.
 
+    With `epochs` (`search.candidates: epochs`, see `orchestrator.candidates`) the points are the children's
+    evaluated epochs: a child is `pareto=true` when one of its epochs is on the front, tagged `pareto_epochs` with
+    them; front.json gets an `epoch` column and the parent `pareto/num_candidates`.
+
     Args:
         runs: the sweep.
         objectives: (metric, "max" | "min") pairs, as in the sweep file.
@@ -304,26 +311,53 @@ def update_pareto(
         label: names a trial in plots from its params (strings) and trial id.
         markers: reference models (target, oracle) drawn on `front.png` and `front.html` beside the trials; they
             are not runs of the sweep and change neither the front nor the hypervolume.
+        epochs: every evaluated epoch is a candidate, not only the final metrics.
+        cache: run id -> its epochs' values, kept by the caller across calls (a finished run's history does not
+            change).
 
     Raises:
         ValueError: for a mode other than "max"/"min" or a reference of the wrong length.
     """
     names = [metric for metric, _ in objectives]
     client = MlflowClient(runs.tracking_uri)
-    finished = sweep_children(client, runs.experiment_id, runs.parent_run_id, status="FINISHED")
-    feasible = [r.data.tags.get(TAG_FEASIBLE) != "false" for r in finished]
-    summary = summarize([r.data.metrics for r in finished], objectives, reference, feasible)
-    trials = [finished[i] for i in summary.scored]
-    points, maximize = summary.points, maximize_flags(objectives)
-    _tag_pareto(client, trials + [finished[i] for i in summary.infeasible], set(summary.front))
-    labels = [label(r.data.params, r.data.tags.get(TAG_TRIAL, r.info.run_id)) for r in trials]
-    front = sorted(summary.front, key=lambda i: -points[i][0] if maximize[0] else points[i][0])
-    rows = [_front_row(trials[i], labels[i], names) for i in front]
-    log_metrics(runs, runs.parent_run_id, {"pareto/hypervolume": summary.hypervolume,
-                                           "pareto/num_trials": len(trials)}, len(trials))
-    _log_pareto_artifacts(client, runs, rows, points, front, labels, names, maximize, markers,
-                          summary.infeasible_points)
-    return ParetoSummary(rows, summary.hypervolume, len(trials), summary.reference, len(summary.infeasible))
+    front = sweep_front(client, runs.experiment_id, runs.parent_run_id, objectives, reference, epochs, cache)
+    points, maximize = front.summary.points, maximize_flags(objectives)
+    _tag_pareto(client, front, epochs)
+    scored = [front.candidates[i] for i in front.summary.scored]
+    labels = [_candidate_label(label, c) for c in scored]
+    order = sorted(front.summary.front, key=lambda i: -points[i][0] if maximize[0] else points[i][0])
+    rows = [_front_row(scored[i], labels[i], names) for i in order]
+    num_trials = len({c.run.info.run_id for c in scored})
+    log_metrics(runs, runs.parent_run_id, {"pareto/hypervolume": front.summary.hypervolume,
+                                           "pareto/num_trials": num_trials,
+                                           **({"pareto/num_candidates": len(scored)} if epochs else {})}, num_trials)
+    _log_pareto_artifacts(client, runs, rows, points, order, labels, names, maximize, markers,
+                          front.summary.infeasible_points)
+    return ParetoSummary(rows, front.summary.hypervolume, num_trials, front.summary.reference,
+                         len(front.summary.infeasible), num_candidates=len(scored))
+
+
+@dataclass(frozen=True)
+class SweepFront:
+    """The candidates of a sweep's FINISHED children and their front (`summarize` over the candidates' metrics)."""
+
+    candidates: list[Candidate]
+    summary: FrontSummary
+
+    def on_front(self) -> list[Candidate]:
+        return [self.candidates[self.summary.scored[i]] for i in self.summary.front]
+
+
+def sweep_front(client: MlflowClient, experiment_id: str, parent_run_id: str, objectives: Sequence[tuple[str, str]],
+                reference: Sequence[float] | None = None, epochs: bool = False, cache: dict | None = None
+                ) -> SweepFront:
+    """The front of a sweep's FINISHED children as the store holds it now, read only (`update_pareto` publishes
+    it; `export` and the report read it)."""
+    names = [metric for metric, _ in objectives]
+    finished = sweep_children(client, experiment_id, parent_run_id, status="FINISHED")
+    candidates = [c for run in finished for c in run_candidates(client, run, names, epochs, cache)]
+    summary = summarize([c.metrics for c in candidates], objectives, reference, [c.feasible for c in candidates])
+    return SweepFront(candidates, summary)
 
 
 def sweep_children(client: MlflowClient | str, experiment_id: str, parent_run_id: str, status: str | None = None,
@@ -514,16 +548,33 @@ def _is_finite_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and math.isfinite(value)
 
 
-def _tag_pareto(client: MlflowClient, trials: Sequence[Run], front: set[int]) -> None:
-    for index, run in enumerate(trials):
-        value = "true" if index in front else "false"
-        if run.data.tags.get(TAG_PARETO) != value:
-            _batches(client, run.info.run_id, tags=[RunTag(TAG_PARETO, value)])
+def _tag_pareto(client: MlflowClient, front: SweepFront, epochs: bool) -> None:
+    """`pareto=true|false` on every child with a measured candidate (and `pareto_epochs`), set where it changed."""
+    measured = {front.candidates[i].run.info.run_id: front.candidates[i].run
+                for i in (*front.summary.scored, *front.summary.infeasible)}
+    on_front: dict[str, list[int]] = {}
+    for c in front.on_front():
+        on_front.setdefault(c.run.info.run_id, []).append(c.epoch)
+    for run_id, run in measured.items():
+        tags = {TAG_PARETO: "true" if run_id in on_front else "false"}
+        if epochs:
+            tags[TAG_PARETO_EPOCHS] = epochs_text(on_front.get(run_id, []))
+        changed = [RunTag(k, v) for k, v in tags.items() if run.data.tags.get(k) != v]
+        if changed:
+            _batches(client, run_id, tags=changed)
 
 
-def _front_row(run: Run, label: str, names: Sequence[str]) -> dict[str, Any]:
+def _candidate_label(label: Callable[[Mapping[str, str], str], str], c: Candidate) -> str:
+    name = label(c.run.data.params, c.run.data.tags.get(TAG_TRIAL, c.run.info.run_id))
+    return name if c.epoch is None else f"{name} @ epoch {c.epoch}"
+
+
+def _front_row(c: Candidate, label: str, names: Sequence[str]) -> dict[str, Any]:
+    run = c.run
     row: dict[str, Any] = {"label": label, "trial_id": run.data.tags.get(TAG_TRIAL), "run_id": run.info.run_id}
-    row.update({name: run.data.metrics[name] for name in names})
+    if c.epoch is not None:
+        row["epoch"] = c.epoch
+    row.update({name: c.metrics[name] for name in names})
     # The trial's own params: its run record (`record.*`: versions, commit, data) is on its run page.
     row.update({f"params.{k}": v for k, v in sorted(run.data.params.items()) if not k.startswith(RECORD_PREFIX)})
     return row

@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
+from mlflow import MlflowClient
 from ray.tune import Callback, CLIReporter
 
 from orchestrator import console_log, tracking
+from orchestrator.candidates import (
+    TAG_INFEASIBLE_EPOCHS,
+    epochs_text,
+    prune_epoch_models,
+    read_infeasible_epochs,
+)
 from orchestrator.constraints import TAG_FEASIBLE, TAG_VIOLATION, Bound, violation_text
 from orchestrator.pareto_artifacts import Marker
 from orchestrator.run_record import RunRecord
@@ -67,14 +75,20 @@ class SweepTracker(Callback):
         params: the searched parameters, shown in a trial's start line.
         bounds: `search.constraints` resolved; a finished trial outside one is tagged `feasible=false` (with the
             bound it missed in `clreg.infeasible`) and kept off the front, one inside all `feasible=true`.
+        candidates: `search.candidates: epochs` (`orchestrator.candidates`): a finished trial's evaluated epochs
+            are its points, the epochs that miss a bound tagged `clreg.infeasible_epochs`.
+        prune_in: with candidates and `search.keep_models: front`, the trials folder whose ended trials lose the
+            `epoch-<e>/` models that are off the front; None keeps them all.
     """
 
     def __init__(self, runs: tracking.SweepRuns, objectives: list[tuple[str, str]],
                  trial_record: Callable[..., TrialRecord], run_record: RunRecord,
                  markers: Sequence[Marker], num_trials: int, params: Sequence[str],
-                 bounds: Sequence[Bound] = ()) -> None:
+                 bounds: Sequence[Bound] = (), candidates: bool = False, prune_in: Path | None = None) -> None:
         self.runs = runs
         self.bounds = list(bounds)
+        self.candidates, self.prune_in = candidates, prune_in
+        self._history: dict = {}  # run id -> its epochs' objective values, read once the run has ended
         self.objectives = objectives
         self.trial_record = trial_record
         self.run_record = run_record
@@ -124,16 +138,34 @@ class SweepTracker(Callback):
         if self.bounds:
             tracking.set_tags(self.runs, run_id, {TAG_FEASIBLE: "false" if missed else "true",
                                                   **({TAG_VIOLATION: missed} if missed else {})})
+        if self.bounds and self.candidates and complete:
+            missed_epochs = read_infeasible_epochs(MlflowClient(self.runs.tracking_uri), run_id,
+                                                   [m for m, _ in self.objectives], self.bounds)
+            tracking.set_tags(self.runs, run_id, {TAG_INFEASIBLE_EPOCHS: epochs_text(missed_epochs)})
         tracking.finish_child(self.runs, run_id, "FINISHED" if complete else "KILLED",
                               None if complete else "stopped early by the scheduler")
-        summary = tracking.update_pareto(self.runs, self.objectives, markers=self.markers)
+        summary = tracking.update_pareto(self.runs, self.objectives, markers=self.markers, epochs=self.candidates,
+                                         cache=self._history)
+        if self.prune_in is not None:
+            self._prune(trials, trial, summary)
         names = [m for m, _ in self.objectives]
         line = (console_log.done_line if complete else console_log.stopped_line)(number, total, seconds, names, result)
         infeasible = f", infeasible: {missed}" if missed else ""
         counted = (f"{summary.num_trials} feasible, {summary.num_infeasible} infeasible" if self.bounds
                    else f"{summary.num_trials} complete")
+        if self.candidates:
+            counted += f", {summary.num_candidates} feasible epoch candidates"
         _say(f"{line}{infeasible} ({counted}, {len(summary.front)} on the Pareto front, hypervolume "
              f"{summary.hypervolume:.4g})")
+
+    def _prune(self, trials, trial, summary: tracking.ParetoSummary) -> None:
+        """Delete the `epoch-<e>/` models of ended trials that are off the front (they never return to it)."""
+        keep: dict[str, list[int]] = {}
+        for row in summary.front:
+            keep.setdefault(row["trial_id"], []).append(row["epoch"])
+        ended = {t.trial_id for t in trials if t.status in ("TERMINATED", "ERROR")} | {trial.trial_id}
+        for trial_id in sorted(ended):
+            prune_epoch_models(self.prune_in / trial_id, keep.get(trial_id, []))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         reason = _error_text(trial)

@@ -239,16 +239,21 @@ def test_interrupted_sweep_resumes_to_exactly_the_requested_trials(sweep_env, pr
     assert len(MlflowClient(sweep_env.tracking_uri).get_metric_history(some.info.run_id, "relearn/forget_prob")) == 1
 
 
-def test_early_stopping_stops_a_trial_another_beat_at_the_same_epoch(sweep_env, monkeypatch, capfd):
+def test_early_stopping_and_epoch_candidates(sweep_env, monkeypatch, capfd):
     """Two trials one after the other: the target model again (lr 1e-12) and a few SimNPO steps at lr 3e-3, which
     cost it model utility and retain probability at epoch 1. The second is beaten at its first rung and stopped:
-    KILLED in MLflow, PRUNED in Optuna, off the front; the first, on every rung's front, runs to its end."""
+    KILLED in MLflow, PRUNED in Optuna, off the front; the first, on every rung's front, runs to its end.
+
+    With `search.candidates: epochs` each evaluated epoch is a point: the front over the untouched trial's two epochs
+    is tagged on its run, their models are kept and `export --front` copies them out; the stopped trial's epoch-1
+    model is deleted (`keep_models: front`); Optuna is told the epoch best_hv picks."""
     monkeypatch.chdir(sweep_env.root)
     space = {"fixed": {"method.name": "simnpo", "clreg.enabled": True},
              "parameters": {"train.lr": {"type": "grid", "values": [1e-12, 3e-3]}}}
     path = sweep_env.write("stopped", 2, 1, epochs=2, space=space, base=["eval.every=1"],
                            objectives=["model_utility", "retain_prob"],
-                           search={"early_stopping": {"enabled": True, "grace_epochs": 1}})
+                           search={"early_stopping": {"enabled": True, "grace_epochs": 1}, "candidates": "epochs",
+                                   "trial_value": "best_hv"})
     assert cli.main(["sweep", str(path)]) == 0
     console = " ".join("".join(capfd.readouterr()).split())
     _, children = sweep_env.runs("stopped")
@@ -266,3 +271,40 @@ def test_early_stopping_stops_a_trial_another_beat_at_the_same_epoch(sweep_env, 
     assert (kept.data.tags["pareto"]) == "true" and "pareto" not in stopped.data.tags
     states = [t.state for t in sweep_env.study("stopped").trials]
     assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED]
+
+    # Epoch candidates: the kept trial's two epochs are the points (lr 1e-12 moves the weights by ~1e-12, so the two
+    # epochs differ in the last digits); the front over them is tagged, its models kept, the stopped trial's gone.
+    trials = sweep_env.sweep_dir("stopped") / "trials"
+    kept_dir, stopped_dir = (trials / c.data.tags["clreg.trial_id"] / "seed-0" for c in (kept, stopped))
+    points = {e: [kept_at["model_utility"][e], kept_at["retain_prob"][e]] for e in (1, 2)}
+    front = [e for i, e in enumerate(points) if i in pareto_front(list(points.values()))]
+    assert kept.data.tags["pareto_epochs"] == ",".join(map(str, front))
+    assert (kept_dir / "epoch-1").is_dir() == (1 in front) and (kept_dir / "final_model").is_dir()
+    assert not (stopped_dir / "epoch-1").exists()  # (its final_model may exist: the stop reached it late)
+    parent = sweep_env.runs("stopped")[0][0].data.metrics
+    assert (parent["pareto/num_candidates"], parent["pareto/num_trials"]) == (2, 1)
+    # best_hv, alone in the study: the epoch whose point bounds the larger area with (0, 0); a tie, the later one.
+    told = max(points, key=lambda e: (points[e][0] * points[e][1], e))
+    kept_trial = sweep_env.study("stopped").trials[0]
+    assert (kept_trial.user_attrs["clreg.epoch"], kept_trial.values) == (told, points[told])
+    assert f"(1 complete, 2 feasible epoch candidates, {len(front)} on the Pareto front" in console
+    assert ("epoch candidates: every 1 epoch(s) a trial's model is a point for the front; Optuna is told the epoch "
+            "adding most hypervolume (best_hv); epoch models kept: the front") in console
+
+    out = sweep_env.root / "exported"
+    assert cli.main(["export", str(sweep_env.sweep_dir("stopped")), "--front", "--out", str(out)]) == 0
+    manifest = json.loads((out / "front.json").read_text())
+    kept_id = kept.data.tags["clreg.trial_id"]
+    assert sorted(m["folder"] for m in manifest) == [f"{kept_id}-seed0-epoch{e}" for e in front]
+    from trainables.model.loading import load_causal_lm
+
+    load_cfg = load_config(TrialConfig, None, sweep_env.overrides).model
+    for m in manifest:
+        model = load_causal_lm(str(out / m["folder"]), load_cfg, trainable=False)  # a plain HF folder
+        assert model.config.num_hidden_layers == NUM_LAYERS and m["model_utility"] == points[m["epoch"]][0]
+    assert cli.main(["export", str(sweep_env.sweep_dir("stopped")), "--front", "--out", str(out)]) == cli.EXIT_INVALID
+    assert "exists and is not an empty folder" in " ".join("".join(capfd.readouterr()).split())
+
+    assert cli.main(["report", str(sweep_env.sweep_dir("stopped"))]) == 0
+    report = (sweep_env.sweep_dir("stopped") / "report" / "report.md").read_text()
+    assert "2 epoch candidates" in report and all(f"| {kept_id} | {e} |" in report for e in front)

@@ -205,10 +205,12 @@ def _subcommands() -> dict[str, argparse.ArgumentParser]:
 
 
 def _bad_argv(name: str, sub: argparse.ArgumentParser, root: Path) -> list[str]:
-    """A missing file or folder for every positional argument; without one, an override of no field."""
+    """A missing file or folder for every positional argument (with the required flags, e.g. `export --front`);
+    without one, an override of no field."""
     positionals = [a for a in sub._actions if not a.option_strings]
+    flags = [a.option_strings[0] for a in sub._actions if a.option_strings and a.required and a.nargs == 0]
     if positionals:
-        return [name, *(str(root / "missing" / a.dest) for a in positionals)]
+        return [name, *flags, *(str(root / "missing" / a.dest) for a in positionals)]
     if "--set" in sub._option_string_actions:
         return [name, "--set", "no_such_field=1"]
     return [name, "--no-such-option"]
