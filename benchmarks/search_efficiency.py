@@ -41,7 +41,7 @@ import json
 import math
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,19 +162,21 @@ class Objective:
 
         cfg = TrialConfig.model_validate(apply(self.base, {**params, "train.seed": seed}))
         started = time.perf_counter()
-        model, failure = self._unlearn(cfg)
+        model, failure = self.unlearn(cfg)
         trained = time.perf_counter()
         if failure:
             return Evaluation(None, trained - started, 0.0, failure=failure)
-        metrics = self._evaluate(model, cfg)
+        metrics = self.evaluate(model, cfg)
         values = [metrics.get(name) for name in OBJECTIVES]
         if any(v is None or not math.isfinite(v) for v in values):
             failure = f"missing objective: {metrics}"
         return Evaluation(None if failure else values, trained - started, time.perf_counter() - trained, metrics,
                           failure)
 
-    def _unlearn(self, cfg) -> tuple[torch.nn.Module, str | None]:
-        """`self.steps` optimizer steps of the trial worker's loop on a copy of the target (1 worker, no Ray)."""
+    def unlearn(self, cfg, after_step: Callable[[int, torch.nn.Module], None] | None = None
+                 ) -> tuple[torch.nn.Module, str | None]:
+        """`self.steps` optimizer steps of the trial worker's loop on a copy of the target (1 worker, no Ray);
+        `after_step(steps_done, model)` runs after each step (a mid-run evaluation, `benchmarks.search_compute`)."""
         from trainables.engine.forward import Batches, ForwardCollector
         from trainables.engine.schedule import Layout, epoch_permutation, view_generator
         from trainables.objectives import build_objective as trial_objective
@@ -213,9 +215,11 @@ class Objective:
             opt.zero_grad(set_to_none=True)
             if objective.updates_dual:
                 objective.dual_step(statistics.fmean(retain_losses))
+            if after_step is not None:
+                after_step(k + 1, model)
         return model.eval(), None
 
-    def _evaluate(self, model: torch.nn.Module, cfg) -> dict[str, Any]:
+    def evaluate(self, model: torch.nn.Module, cfg) -> dict[str, Any]:
         from trainables.metrics import evaluate
         from trainables.model.layers import resolve_layer
 
@@ -444,6 +448,26 @@ def report(records: list[dict], settings: dict, costs: dict, host: dict, out: Pa
          f"{len(settings['sampler_seeds'])} sampler seeds (thin)")
 
 
+def add_common_args(p: argparse.ArgumentParser, out: str) -> None:
+    """The options of every benchmark over this objective: overrides, the prepared models' cache, torch threads,
+    where the results go, and redoing the output from saved results."""
+    p.add_argument("--set", nargs="*", default=EXTRA_OVERRIDES, metavar="KEY=VALUE",
+                   help="trial-config overrides applied after SMALL_OVERRIDES")
+    p.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (a sweep trial worker uses 1 CPU)")
+    p.add_argument("--out", type=Path, default=Path(out))
+    p.add_argument("--replot", action="store_true", help="only redo table, JSON and plot from --out's points")
+
+
+def replotted(args: argparse.Namespace, report: Callable[..., None]) -> bool:
+    """With `--replot`, redo the output from the results saved at `--out` (True); else nothing (False)."""
+    if not args.replot:
+        return False
+    old = json.loads(args.out.read_text())
+    report(old["points"], old["settings"], old["costs"], old["machine"], args.out)
+    return True
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=32, help="trials per (sampler, seed)")
@@ -453,17 +477,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="optimizer steps per point; 0: as many as a real trial of the config takes")
     p.add_argument("--trial-seeds", type=int, nargs="+", default=[0],
                    help="training seeds per point, averaged (the preset's are 0 1 2; one keeps it cheap)")
-    p.add_argument("--set", nargs="*", default=EXTRA_OVERRIDES, metavar="KEY=VALUE",
-                   help="trial-config overrides applied after SMALL_OVERRIDES")
-    p.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
-    p.add_argument("--threads", type=int, default=1, help="torch threads (a sweep trial worker uses 1 CPU)")
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results/search_efficiency.json"))
-    p.add_argument("--replot", action="store_true", help="only redo table, JSON and plot from --out's points")
+    add_common_args(p, "benchmarks/results/search_efficiency.json")
     args = p.parse_args(argv)
-
-    if args.replot:
-        old = json.loads(args.out.read_text())
-        report(old["points"], old["settings"], old["costs"], old["machine"], args.out)
+    if replotted(args, report):
         return
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
