@@ -360,7 +360,8 @@ def _pareto_section(sweep: _Sweep, out: _Draft) -> set[str]:
                         feasible=[p.feasible for p in sweep.points])
     scored = [sweep.points[i] for i in summary.scored]
     points, front_idx, infeasible = summary.points, summary.front, summary.infeasible_points
-    what = "trials" if not sweep.epochs else "epoch candidates"
+    what = "epoch candidates" if sweep.epochs else "trials"
+    each = "epoch candidate(s)" if sweep.epochs else "trial(s)"
     out.blocks.append(Paragraph(
         f"{len(sweep.rows)} finished trials; objectives: {', '.join(f'{m} ({mode})' for m, mode in sweep.objectives)}; "
         + (f"{len(sweep.points)} epoch candidates (`search.candidates: epochs`: every evaluated epoch of a trial is a "
@@ -370,7 +371,7 @@ def _pareto_section(sweep: _Sweep, out: _Draft) -> set[str]:
     if sweep.constraints:
         out.blocks.append(Paragraph(
             f"Constraints (`search.constraints`): {'; '.join(sweep.constraints)}. {len(infeasible)} finished "
-            f"{what} miss one: they are greyed (× in the tables) and take no part in the front, its hypervolume or "
+            f"{each} miss one: they are greyed (× in the tables) and take no part in the front, its hypervolume or "
             "the best trials."))
     if not scored:
         reason = "is feasible and reports" if sweep.constraints else "reports"
