@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from trainables.config import ATTACK_METRICS, ModelConfig, TrialConfig
+from trainables.data.idk import idk_answers
 from trainables.data.loading import load_benchmark
 from trainables.data.optional_sets import OptionalSet, absent_sets
 from trainables.data.schema import Benchmark, require_paraphrases
@@ -24,25 +25,28 @@ from trainables.model.loading import (
     meta_model,
 )
 from trainables.model.tiny import TINY_PRESET, tiny_llama_config, tokenizer_texts, train_tokenizer
+from trainables.model.trainable import train_only
 from trainables.objectives import resolve_method
 from trainables.report_keys import QUANT_Q, RELEARN_R, RELEARN_RECOVERY, ROBUSTNESS
 
 
-def check_model(model: ModelConfig) -> int:
+def check_model(model: ModelConfig, trainable: str | None = None) -> int:
     """The configured model checked without reading a weight; returns its number of decoder layers.
 
     A local folder: its files (`check_model_folder`). A hub name: the local Hugging Face cache first, then one short
-    request. Then the architecture is built on the meta device and the LoRA targets are looked up in it. The
-    `tiny-llama` preset is built by `prepare`, so only its LoRA targets are checked.
+    request. Then the architecture is built on the meta device and the LoRA targets and the method's pattern of
+    trained parameters (`trainable`, RMU's `method.trainable`) are looked up in it. The `tiny-llama` preset is built
+    by `prepare`, so only those are checked.
 
     Raises:
-        ModelError naming the field, the folder or file, and what to fix.
+        ModelError naming the field, the folder or file, and what to fix; ValueError when `trainable` names none of
+        the parameters the trial would train.
     """
     field = "model.name_or_path"
     if model.name_or_path == TINY_PRESET:
-        if model.lora is not None:
+        if model.lora is not None or trainable is not None:
             shape = tiny_llama_config(model.tiny, model.tiny.vocab_size)
-            check_lora_targets(meta_model(shape, "model.tiny", False), model.lora)
+            _check_trained(meta_model(shape, "model.tiny", False), model, trainable)
         return model.tiny.num_layers
     check_model_source(model.name_or_path)
     folder = Path(model.name_or_path).expanduser()
@@ -54,13 +58,21 @@ def check_model(model: ModelConfig) -> int:
         conf = (check_model_folder(snapshot, field, model.trust_remote_code, files=hub_offline()) if snapshot
                 else _hub_config(model))
     built = meta_model(conf, f"{field} {model.name_or_path!r}", model.trust_remote_code)
-    if model.lora is not None:
-        check_lora_targets(built, model.lora)
+    _check_trained(built, model, trainable)
     depth = getattr(conf.get_text_config(), "num_hidden_layers", None)
     if not isinstance(depth, int):
         raise ModelError(f"{field} {model.name_or_path!r}: its config.json gives no num_hidden_layers, which CLReg's "
                          "target layer and the metrics count")
     return depth
+
+
+def _check_trained(built, model: ModelConfig, trainable: str | None) -> None:
+    """The LoRA targets exist in `built` (a meta-device model), and `trainable` matches some parameter a trial
+    trains: with LoRA the adapters' names are not known here, so the pattern is then checked in the trial."""
+    if model.lora is not None:
+        check_lora_targets(built, model.lora)
+    elif trainable is not None:
+        train_only(built, trainable)
 
 
 def _hub_config(model: ModelConfig):
@@ -158,8 +170,12 @@ def check_trial(cfg: TrialConfig) -> Checked:
 
     Raises a ValueError subclass whose message names the field and the allowed values.
     """
-    resolve_method(cfg.method)
-    num_layers = check_model(cfg.model)
+    method = resolve_method(cfg.method)
+    num_layers = check_model(cfg.model, method.trainable)
+    if method.layer is not None:
+        resolve_layer(method.layer, num_layers, "method.layer")
+    if method.spec.reads_alternate:
+        idk_answers(cfg.data.idk_file)
     if cfg.prepare.oracle_path:
         check_oracle_dir(cfg.prepare.oracle_path)
     bench = load_benchmark(cfg.data, Path(cfg.prepare.cache_dir))

@@ -124,6 +124,7 @@ def check_space(base: TrialConfig, space: SearchSpace, num_layers: int, bench: B
         _check_method(cfg, point, space)
         if cfg.clreg.enabled:
             _check_layer(cfg, point, space, num_layers)
+        _check_method_layer(cfg, point, space, num_layers)
         if cfg.clreg.enabled and cfg.clreg.positives == "paraphrase":
             paraphrases = _paraphrase_problem(bench) if paraphrases is None else paraphrases
             if paraphrases:
@@ -152,7 +153,7 @@ def _check_method(cfg: TrialConfig, point: dict[str, Any], space: SearchSpace) -
     if name not in METHODS:
         raise SpaceError(f"{_origin(space, 'method.name', point)} is not a method; allowed: "
                          f"{', '.join(METHODS.names())}")
-    takes = METHODS.get(name).defaults
+    takes = METHODS.get(name).accepts
     foreign = [p for p in point if p.startswith("method.") and p.split(".", 1)[1] not in (*takes, "name",
                                                                                            "retain_loss")]
     if foreign:
@@ -162,6 +163,19 @@ def _check_method(cfg: TrialConfig, point: dict[str, Any], space: SearchSpace) -
     if "method.name" in point:
         raise SpaceError(f"{_origin(space, 'method.name', point)} with base.method: {problem}")
     raise SpaceError(f"space: the combination {_combination(point)}: {problem}")
+
+
+def _check_method_layer(cfg: TrialConfig, point: dict[str, Any], space: SearchSpace, num_layers: int) -> None:
+    """A method with a layer of its own (RMU's `method.layer`) must find it in the model."""
+    layer = resolve_method(cfg.method).layer
+    if layer is None or LayerSpec.parse(layer).fits(num_layers):
+        return
+    if "method.layer" in point:
+        raise SpaceError(f"{_origin(space, 'method.layer', point)} is deeper than the {num_layers}-layer model; "
+                         f"{allowed_layers(num_layers)}")
+    written = "base.method.layer" if cfg.method.layer is not None else f"{cfg.method.name}'s default method.layer"
+    raise SpaceError(f"space: the combination {_combination(point)}: {written} {layer!r} is deeper than the "
+                     f"{num_layers}-layer model; {allowed_layers(num_layers)}")
 
 
 def _check_layer(cfg: TrialConfig, point: dict[str, Any], space: SearchSpace, num_layers: int) -> None:

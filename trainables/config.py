@@ -7,6 +7,7 @@ that only exist at run time (models, tokenizers, process groups) are never part 
 
 from __future__ import annotations
 
+import re
 import reprlib
 import types
 import typing
@@ -160,8 +161,12 @@ class DataConfig(StrictModel):
         "then the first others in file order",
     )
     synthetic: SyntheticConfig = SyntheticConfig()
+    idk_file: str | None = Field(
+        None, description="dpo: the answers it prefers on the forget questions, a UTF-8 text file with one answer a "
+        "line; null: the built-in list (trainables/data/idk.py)",
+    )
 
-    @field_validator("path")
+    @field_validator("path", "idk_file")
     @classmethod
     def _local_path(cls, v: str | None) -> str | None:
         return _absolute_if_local(v)
@@ -218,8 +223,12 @@ class MethodConfig(StrictModel):
     refused by `trainables.objectives.resolve_method`, which knows each method's parameters.
     """
 
-    name: str = Field("simnpo", description="gradascent, graddiff, npo, simnpo, undial, pdu, wga, satimp, ceu")
-    retain_loss: Literal["nll", "kl"] = "nll"
+    name: str = Field("simnpo", description="gradascent, graddiff, npo, simnpo, undial, pdu, wga, satimp, ceu, rmu, "
+                      "dpo")
+    retain_loss: Literal["nll", "kl", "embed_diff"] | None = Field(
+        None, description="nll, kl, or embed_diff (RMU: the layer's outputs kept at the frozen model's); null: the "
+        "method's default (embed_diff for rmu, nll for the others)",
+    )
     gamma: float | None = Field(None, ge=0, description="weight of the forget loss")
     alpha: float | None = Field(None, ge=0, description="weight of the retain loss (PDU: initial dual variable)")
     beta: float | None = Field(
@@ -233,6 +242,33 @@ class MethodConfig(StrictModel):
     ignore_first_n_answer_tokens: int | None = Field(
         None, ge=0, description="CE-U: labelled tokens at the start of each forget sequence left unscored",
     )
+    steering_coeff: float | None = Field(None, gt=0, description="RMU: length c of the forget target c * u")
+    direction_seed: int | None = Field(
+        None, ge=0, le=MAX_SEED, description="RMU: seed of the fixed random unit direction u, 0 .. 2**32-1",
+    )
+    layer: str | int | None = Field(
+        None, description="RMU: the decoder layer whose outputs it steers, as clreg.layer writes one ('last-k' or a "
+        "0-based index)",
+    )
+    trainable: str | None = Field(
+        None, description="RMU: regular expression that parameter names must fully match to be trained (default "
+        "'.*', every parameter, as open-unlearning; WMDP's original: the MLP down-projections of layers l-2..l)",
+    )
+
+    @field_validator("layer")
+    @classmethod
+    def _layer_syntax(cls, v: str | int | None) -> str | int | None:
+        return None if v is None else LayerSpec.parse(v).value
+
+    @field_validator("trainable")
+    @classmethod
+    def _pattern(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as error:
+                raise ValueError(f"not a regular expression ({error})") from None
+        return v
 
 
 class CLRegConfig(StrictModel):

@@ -182,6 +182,54 @@ def test_collector_without_clreg_runs_plain_forwards_only(tiny, batch) -> None:
                                                        NUM_LAYERS).needs)
 
 
+@pytest.fixture(scope="module")
+def other_tiny(tmp_path_factory):
+    """A second tiny model with other weights, as the frozen reference (so its outputs are told apart)."""
+    cfg = TinyModelConfig(num_layers=NUM_LAYERS, hidden_size=32, num_heads=2, intermediate_size=64, vocab_size=300,
+                          seed=1)
+    path = build_tiny_llama(cfg, TEXTS, tmp_path_factory.mktemp("other") / "m", max_positions=64)
+    return load_causal_lm(str(path), ModelConfig(), trainable=False).eval()
+
+
+def _plain(model, batch):
+    with torch.no_grad():
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
+
+
+def test_collector_gives_rmu_its_layer_and_the_frozen_models_retain_outputs(tiny, other_tiny, batch) -> None:
+    model, _ = tiny
+    retain = {k: v.flip(0) for k, v in batch.items()}  # another batch: the rows in the other order
+    cfg = TrialConfig.model_validate({"method": {"name": "rmu", "layer": 0}, "clreg": {"layer": "last-1"}})
+    needs = build_objective(cfg, NUM_LAYERS).needs
+    assert (needs.method_layer, needs.layer, needs.ref_retain, needs.ref_forget) == (0, NUM_LAYERS - 1, True, False)
+    with torch.no_grad():
+        out = ForwardCollector(model, model, needs, other_tiny)(Batches(batch, retain),
+                                                                torch.Generator().manual_seed(0))
+    mine, mine_r, ref_r = _plain(model, batch), _plain(model, retain), _plain(other_tiny, retain)
+    torch.testing.assert_close(out.forget.hidden, mine.hidden_states[1], atol=0, rtol=0)  # layer 0's output
+    torch.testing.assert_close(out.retain.hidden, mine_r.hidden_states[1], atol=0, rtol=0)
+    torch.testing.assert_close(out.retain.ref_hidden, ref_r.hidden_states[1], atol=0, rtol=0)
+    assert out.forget.ref_logits is None and out.forget.ref_hidden is None
+    torch.testing.assert_close(out.z_forget, mean_pool(mine.hidden_states[-1], batch["attention_mask"]), atol=0,
+                               rtol=0)  # CLReg still pools its own layer
+
+
+def test_collector_runs_dpo_on_the_preferred_answers_with_the_reference(tiny, other_tiny, batch) -> None:
+    model, _ = tiny
+    preferred = {k: v.flip(0) for k, v in batch.items()}
+    needs = build_objective(TrialConfig.model_validate({"method": {"name": "dpo"}, "clreg": {"enabled": False}}),
+                            NUM_LAYERS).needs
+    assert needs.alternate and needs.ref_forget and needs.method_layer is None
+    with torch.no_grad():
+        out = ForwardCollector(model, model, needs, other_tiny)(Batches(batch, batch, alternate=preferred),
+                                                                torch.Generator().manual_seed(0))
+    alt = out.forget.alternate
+    torch.testing.assert_close(alt.logits, _plain(model, preferred).logits, atol=0, rtol=0)
+    torch.testing.assert_close(alt.ref_logits, _plain(other_tiny, preferred).logits, atol=0, rtol=0)
+    torch.testing.assert_close(out.forget.ref_logits, _plain(other_tiny, batch).logits, atol=0, rtol=0)
+    assert torch.equal(alt.labels, preferred["labels"]) and out.forget.hidden is None
+
+
 # --- schedule -------------------------------------------------------------------------------------------------------
 
 COMBOS = [  # (examples, micro batch, accumulation of the multi-worker layout, workers)

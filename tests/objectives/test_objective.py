@@ -22,19 +22,25 @@ Z_FORGET = torch.tensor([[1.0, 0.0, 0.5], [0.0, 2.0, 1.0]])
 Z_FORGET_POS = torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 3.0]])
 Z_RETAIN = torch.tensor([[1.0, 0.0, 1.0], [-1.0, 1.0, 0.0]])
 Z_RETAIN_POS = torch.tensor([[2.0, 0.5, 1.0], [-1.0, 0.0, 1.0]])
+HIDDEN = torch.arange(20.0).reshape(2, 5, 2) / 10  # RMU's layer outputs: forget = HIDDEN, retain = -HIDDEN
+METHOD_LAYER = 1  # RMU's layer in these configs (its default, 7, is deeper than the 4-layer model)
 BY_HAND = {"dpo": dpo_by_hand, "infonce": infonce_by_hand}
 
 
 def method_section(name: str) -> dict:
-    """`method` of a config for `name`, its required parameters (no default) set to 0.3."""
-    required = {key: 0.3 for key, value in METHODS.get(name).defaults.items() if value is None}
-    return {"name": name, **required}
+    """`method` of a config for `name`, its required parameters (no default) set to 0.3, its layer (RMU's) to
+    METHOD_LAYER."""
+    spec = METHODS.get(name)
+    required = {key: 0.3 for key, value in spec.defaults.items() if value is None}
+    return {"name": name, **required, **({"layer": METHOD_LAYER} if "layer" in spec.options else {})}
 
 
 def outputs(symmetric: bool = True) -> ForwardOutputs:
+    """Every output any method reads: DPO's preferred answers (the forget tensors' roles swapped), RMU's layer."""
     return ForwardOutputs(
-        forget=SequenceOutputs(LOGITS, LABELS, REF_LOGITS),
-        retain=SequenceOutputs(REF_LOGITS, LABELS, LOGITS),  # another batch: roles of the two tensors swapped
+        forget=SequenceOutputs(LOGITS, LABELS, REF_LOGITS, hidden=HIDDEN,
+                               alternate=SequenceOutputs(REF_LOGITS, LABELS, LOGITS)),
+        retain=SequenceOutputs(REF_LOGITS, LABELS, LOGITS, hidden=-HIDDEN, ref_hidden=HIDDEN),
         z_forget=Z_FORGET, z_forget_pos=Z_FORGET_POS, z_retain=Z_RETAIN,
         z_retain_pos=Z_RETAIN_POS if symmetric else None,
     )
@@ -69,7 +75,8 @@ def test_total_is_base_plus_lambda_times_clreg(name, form, positives, symmetric)
     needs = objective.needs
     assert needs.retain and needs.layer == 2 and needs.dropout == 0.2  # CLReg's negatives need the retain batch
     assert needs.forget_view == positives and needs.retain_view == symmetric
-    assert needs.ref_forget == METHODS.get(name).needs_ref and not needs.ref_retain
+    assert needs.ref_forget == METHODS.get(name).needs_ref and needs.ref_retain == (name == "rmu")  # embed_diff
+    assert needs.method_layer == (METHOD_LAYER if name == "rmu" else None) and needs.alternate == (name == "dpo")
 
 
 @pytest.mark.parametrize("off", [{"enabled": False}, {"lambda": 0.0}])
@@ -77,8 +84,7 @@ def test_total_is_base_plus_lambda_times_clreg(name, form, positives, symmetric)
 def test_inactive_clreg_leaves_the_base_loss_and_asks_for_no_representations(name, off):
     objective = build_objective(TrialConfig.model_validate({"method": method_section(name), "clreg": off}),
                                 NUM_LAYERS)
-    out = ForwardOutputs(forget=SequenceOutputs(LOGITS, LABELS, REF_LOGITS),
-                         retain=SequenceOutputs(REF_LOGITS, LABELS, LOGITS))
+    out = outputs()
     terms = objective(out)
     assert objective.clreg is None and terms.clreg is None
     assert terms.total.item() == base_total(objective, out)

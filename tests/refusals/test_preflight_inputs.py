@@ -169,7 +169,7 @@ CASES: dict[str, tuple[str, Callable[[Workspace, Path, int], dict], list[str], l
     "space-method-choice-unknown": (
         "validate", lambda ws, m, p: with_space(ws, {"method.name": {"type": "categorical",
                                                                      "choices": ["simnpo", "foo"]}}),
-        ["space.method.name: choice 'foo' is not a method; allowed: ceu, gradascent, graddiff, npo, pdu"], []),
+        ["space.method.name: choice 'foo' is not a method; allowed: ceu, dpo, gradascent, graddiff, npo, pdu"], []),
     "space-hyperparameter-not-taken": (
         "validate", lambda ws, m, p: with_space(ws, {
             "method.name": {"type": "categorical", "choices": ["npo", "graddiff"]},

@@ -30,12 +30,14 @@ class LayerForward:
         hidden: Target-layer output `[B, L, D]` (after the final norm when the target is the last layer).
         layer_input: Input of the target decoder layer `[B, L, D]`.
         layer_kwargs: The other arguments the model passed to the target layer (mask, rotary embeddings, ...).
+        hidden_states: every layer's output as the model returned them (`trainables.model.layers` convention).
     """
 
     logits: torch.Tensor
     hidden: torch.Tensor
     layer_input: torch.Tensor
     layer_kwargs: dict[str, Any]
+    hidden_states: tuple[torch.Tensor, ...]
 
 
 def forward_at_layer(forward, module, batch: Batch, layer: int) -> LayerForward:
@@ -58,6 +60,7 @@ def forward_at_layer(forward, module, batch: Batch, layer: int) -> LayerForward:
         hidden=out.hidden_states[hidden_state_index(layer)],
         layer_input=captured["input"],
         layer_kwargs=captured["kwargs"],
+        hidden_states=out.hidden_states,
     )
 
 
@@ -85,11 +88,13 @@ class Batches:
         retain: retain sequences of the same step, None when the objective needs none.
         paraphrase: the forget sequences with their paraphrased answers (CLReg's paraphrase positives), row i the
             paraphrase of forget row i.
+        alternate: the forget prompts with their preferred answers (DPO's winners), row i for forget row i.
     """
 
     forget: Batch
     retain: Batch | None = None
     paraphrase: Batch | None = None
+    alternate: Batch | None = None
 
 
 class ForwardCollector:
@@ -113,19 +118,17 @@ class ForwardCollector:
     def __call__(self, batches: Batches, gen: torch.Generator) -> ForwardOutputs:
         """One micro-step's outputs; `gen` draws the dropout masks (seeded per micro-batch by the caller)."""
         n = self.needs
-        f_logits, f = self._run(batches.forget)
-        r_logits, r = self._run(batches.retain) if n.retain else (None, None)
-        out = ForwardOutputs(
-            forget=SequenceOutputs(f_logits, batches.forget["labels"], self._ref(batches.forget, n.ref_forget)),
-            retain=(SequenceOutputs(r_logits, batches.retain["labels"], self._ref(batches.retain, n.ref_retain))
-                    if n.retain else None),
-        )
+        forget, f = self._outputs(batches.forget, n.ref_forget)
+        retain, r = self._outputs(batches.retain, n.ref_retain) if n.retain else (None, None)
+        if n.alternate:
+            forget.alternate, _ = self._outputs(batches.alternate, n.ref_forget)
+        out = ForwardOutputs(forget=forget, retain=retain)
         if n.layer is None:
             return out
         f_mask, r_mask = batches.forget["attention_mask"], batches.retain["attention_mask"]
         out.z_forget, out.z_retain = mean_pool(f.hidden, f_mask), mean_pool(r.hidden, r_mask)
         if n.forget_view == "paraphrase":
-            _, p = self._run(batches.paraphrase)
+            _, p, _ = self._run(batches.paraphrase)
             out.z_forget_pos = mean_pool(p.hidden, batches.paraphrase["attention_mask"])
         elif n.forget_view == "dropout":
             out.z_forget_pos = mean_pool(self._dropout_rerun(f, gen), f_mask)
@@ -133,18 +136,39 @@ class ForwardCollector:
             out.z_retain_pos = mean_pool(self._dropout_rerun(r, gen), r_mask)
         return out
 
-    def _run(self, batch: Batch) -> tuple[torch.Tensor, LayerForward | None]:
-        """Logits of `batch`, and its exposed target layer when representations are needed."""
-        if self.needs.layer is None:
-            return self.forward(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, None
-        fwd = forward_at_layer(self.forward, self.module, batch, self.needs.layer)
-        return fwd.logits, fwd
+    def _outputs(self, batch: Batch, with_ref: bool) -> tuple[SequenceOutputs, LayerForward | None]:
+        """The model's (and with `with_ref` the reference model's) outputs on `batch`, with the method layer's
+        outputs where the method reads them, and the exposed CLReg target layer when representations are needed."""
+        logits, fwd, hidden = self._run(batch)
+        out = SequenceOutputs(logits, batch["labels"], hidden=hidden)
+        if with_ref:
+            out.ref_logits, out.ref_hidden = self._ref(batch)
+        return out, fwd
 
-    def _ref(self, batch: Batch, needed: bool) -> torch.Tensor | None:
-        if not needed:
-            return None
+    def _run(self, batch: Batch) -> tuple[torch.Tensor, LayerForward | None, torch.Tensor | None]:
+        """Logits of `batch`, its exposed target layer when representations are needed, and the method layer's
+        outputs when the method reads them."""
+        n = self.needs
+        if n.layer is None:
+            if n.method_layer is None:
+                return self.forward(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, \
+                    None, None
+            out = self.forward(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                               output_hidden_states=True, use_cache=False)
+            return out.logits, None, self._method_hidden(out.hidden_states)
+        fwd = forward_at_layer(self.forward, self.module, batch, n.layer)
+        return fwd.logits, fwd, self._method_hidden(fwd.hidden_states)
+
+    def _ref(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The reference model's logits on `batch`, and its method-layer outputs when the method reads them."""
         with torch.no_grad():
-            return self.ref(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            out = self.ref(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                           output_hidden_states=self.needs.method_layer is not None, use_cache=False)
+        return out.logits, self._method_hidden(out.hidden_states)
+
+    def _method_hidden(self, hidden_states: tuple[torch.Tensor, ...] | None) -> torch.Tensor | None:
+        layer = self.needs.method_layer
+        return None if layer is None else hidden_states[hidden_state_index(layer)]
 
     def _dropout_rerun(self, fwd: LayerForward, gen: torch.Generator) -> torch.Tensor:
         """Second view of the target-layer output: dropout on the layer's input, then that layer again."""

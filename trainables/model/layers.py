@@ -94,8 +94,11 @@ class LayerSpec:
         return str(self.value)
 
 
-def resolve_layer(value: str | int, num_layers: int) -> int:
+def resolve_layer(value: str | int, num_layers: int, field: str = "clreg.layer") -> int:
     """`LayerSpec.parse(value).index(num_layers)`, with the allowed range in every error (the caller has a model).
+
+    Args:
+        field: the config field the value came from (`clreg.layer`, RMU's `method.layer`), named in errors.
 
     Raises:
         LayerError: when `value` is not a layer spec or is beyond the model's depth.
@@ -103,8 +106,11 @@ def resolve_layer(value: str | int, num_layers: int) -> int:
     try:
         spec = LayerSpec.parse(value)
     except LayerError as error:
-        raise LayerError(f"clreg.layer: {error}; {allowed_layers(num_layers)} (the model has {num_layers} layers)"
+        raise LayerError(f"{field}: {error}; {allowed_layers(num_layers)} (the model has {num_layers} layers)"
                          ) from None
+    if not spec.fits(num_layers):
+        raise LayerError(f"{field} {spec.value!r} is beyond the model's depth; {allowed_layers(num_layers)} "
+                         f"(the model has {num_layers} layers)")
     return spec.index(num_layers)
 
 

@@ -9,7 +9,7 @@ every method x CLReg variant is tested here on hand-built tensors.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -27,10 +27,14 @@ class ForwardNeeds:
 
     Attributes:
         retain: run the model on the retain batch (the base method's retain term, or CLReg's negatives).
-        ref_forget: run the frozen reference model on the forget batch (NPO, UNDIAL).
-        ref_retain: run it on the retain batch (the kl retain loss).
+        ref_forget: run the frozen reference model on the forget batch (NPO, UNDIAL, DPO; and on the alternate
+            batch when `alternate`).
+        ref_retain: run it on the retain batch (the kl and embed_diff retain losses).
         layer: 0-based decoder layer whose output is pooled into representations; None: CLReg is off and no
             representation is needed.
+        method_layer: 0-based decoder layer whose per-token outputs the base method reads (RMU's), of the model
+            on every batch it runs and of the reference model on the retain batch; None: no method reads one.
+        alternate: run the model on the forget prompts with their preferred answers (DPO).
         forget_view: how the forget anchors' positives are made: "dropout" (rerun of `layer` on a dropped-out
             input), "paraphrase" (a forward of the paraphrase batch), or None (no positives).
         retain_view: also make a dropout view of the retain batch (the symmetric CLReg variant).
@@ -44,6 +48,8 @@ class ForwardNeeds:
     forget_view: str | None = None
     retain_view: bool = False
     dropout: float = 0.0
+    method_layer: int | None = None
+    alternate: bool = False
 
 
 @dataclass
@@ -102,11 +108,13 @@ class Objective:
         clreg: the contrastive term, None when CLReg is not trained (`CLRegConfig.active` is False).
         dual_lambda: the method's dual variable (`MethodSpec.dual`), None for a method without one; moved by
             `dual_step`, saved and restored with the run's checkpoint through `state_dict`/`load_state_dict`.
+        method_layer: the method's own layer (`method.layer`) resolved to a 0-based index, None without one.
     """
 
     method: ResolvedMethod
     clreg: CLRegTerm | None = None
     dual_lambda: float | None = None
+    method_layer: int | None = None
 
     def __post_init__(self) -> None:
         if self.dual_lambda is None and self.method.spec.dual is not None:
@@ -116,13 +124,14 @@ class Objective:
     def needs(self) -> ForwardNeeds:
         """The forwards a micro-step must run for this objective."""
         method, c = self.method, self.clreg
-        uses_kl = method.retain_loss == "kl" and method.uses_retain
+        ref_retain = method.retain_loss in ("kl", "embed_diff") and method.uses_retain
         base = ForwardNeeds(retain=method.uses_retain or c is not None, ref_forget=method.spec.needs_ref,
-                            ref_retain=uses_kl)
+                            ref_retain=ref_retain, method_layer=self.method_layer,
+                            alternate=method.spec.reads_alternate)
         if c is None:
             return base
-        return ForwardNeeds(retain=True, ref_forget=base.ref_forget, ref_retain=base.ref_retain, layer=c.layer,
-                            forget_view=c.positives, retain_view=c.symmetric, dropout=c.dropout)
+        return replace(base, retain=True, layer=c.layer, forget_view=c.positives, retain_view=c.symmetric,
+                       dropout=c.dropout)
 
     def __call__(self, out: ForwardOutputs) -> LossTerms:
         """`LossTerms` of one micro-step: the base method's terms, and with CLReg `total = base + lambda * L_CL`.
@@ -170,12 +179,13 @@ def build_objective(cfg: TrialConfig, num_layers: int) -> Objective:
         num_layers: decoder layers of the trained model (to resolve "last-k").
 
     Raises:
-        ValueError: as `resolve_method`, and `LayerError` for a target layer beyond the model's depth.
+        ValueError: as `resolve_method`, and `LayerError` for a target or method layer beyond the model's depth.
     """
     method = resolve_method(cfg.method)
+    method_layer = None if method.layer is None else resolve_layer(method.layer, num_layers, "method.layer")
     c = cfg.clreg
     if not c.active:
-        return Objective(method)
+        return Objective(method, method_layer=method_layer)
     term = CLRegTerm(lam=c.lam, tau=c.tau, form=c.form, symmetric=c.symmetric, positives=c.positives,
                      dropout=c.dropout, layer=resolve_layer(c.layer, num_layers))
-    return Objective(method, term)
+    return Objective(method, term, method_layer=method_layer)

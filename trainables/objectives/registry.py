@@ -2,24 +2,27 @@
 
 Each method is registered once, here, as a `MethodSpec`: its forget loss, its hyperparameters with
 open-unlearning's defaults (the keys are exactly the parameters it accepts), whether its forget loss needs the
-reference model, and, for a constrained method, the dual variable that replaces its fixed retain weight. The total
+reference model, what else it reads (its own layer's outputs, preference pairs), and, for a constrained method, the
+dual variable that replaces its fixed retain weight. The total
 loss is assembled by `compose.unlearning_loss`, so no method inherits from another.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import torch
 
 from trainables.config import MethodConfig
-from trainables.objectives import ceu, gradascent, graddiff, npo, pdu, satimp, simnpo, undial, wga
+from trainables.objectives import ceu, dpo, gradascent, graddiff, npo, pdu, rmu, satimp, simnpo, undial, wga
 from trainables.objectives.outputs import SequenceOutputs
+from trainables.objectives.retain import RETAIN_LOSSES
 from trainables.registry import Registry
 
 ForgetLoss = Callable[[SequenceOutputs, Mapping[str, float]], torch.Tensor]
+Option = str | int  # a method option that is not a number: a layer, a parameter-name pattern
 
 # MethodConfig fields that are not hyperparameters of the loss.
 _NOT_HYPERPARAMETERS = frozenset({"name", "retain_loss"})
@@ -55,6 +58,11 @@ class MethodSpec:
         needs_ref: whether `forget_loss` reads `ref_logits` (the retain loss may add the need, see `resolve_method`).
         doc: one line for listings and docs.
         dual: the dual variable that weights the retain term, for a constrained method; None: `alpha` does.
+        options: the options it accepts that are not numbers, with their defaults: `layer` (its own layer, whose
+            per-token outputs `forget_loss` reads as `hidden`) and `trainable` (the pattern of the parameters it
+            trains).
+        reads_alternate: whether `forget_loss` reads `alternate`, the forget prompts with preferred answers.
+        retain_default: the retain loss when `method.retain_loss` is unset.
     """
 
     name: str
@@ -63,6 +71,14 @@ class MethodSpec:
     needs_ref: bool
     doc: str
     dual: DualAscent | None = None
+    options: Mapping[str, Option] = field(default_factory=lambda: MappingProxyType({}))
+    reads_alternate: bool = False
+    retain_default: str = "nll"
+
+    @property
+    def accepts(self) -> list[str]:
+        """Every `method.*` field it takes, sorted."""
+        return sorted({*self.defaults, *self.options})
 
 
 def _has_retain_term(spec: MethodSpec, params: Mapping[str, float]) -> bool:
@@ -76,7 +92,7 @@ class ResolvedMethod:
     Attributes:
         spec: the registered method.
         params: value of every parameter in `spec.defaults` (config value, else default).
-        retain_loss: "nll" or "kl".
+        retain_loss: "nll", "kl" or "embed_diff".
         needs_ref: whether the training loop must run the frozen reference model (on the forget batch when
             `spec.needs_ref`, on the retain batch when the kl retain loss is used).
     """
@@ -85,6 +101,17 @@ class ResolvedMethod:
     params: dict[str, float]
     retain_loss: str
     needs_ref: bool
+    options: dict[str, Option]
+
+    @property
+    def layer(self) -> Option | None:
+        """The method's own layer as written (`method.layer`, RMU's), None for a method without one."""
+        return self.options.get("layer")
+
+    @property
+    def trainable(self) -> str | None:
+        """The pattern parameter names must fully match to be trained (`method.trainable`), None: every one."""
+        return self.options.get("trainable")
 
     @property
     def uses_retain(self) -> bool:
@@ -101,9 +128,11 @@ METHODS: Registry[MethodSpec] = Registry("method")
 
 def _register(
     name: str, forget_loss: ForgetLoss, defaults: Mapping[str, float | None], needs_ref: bool, doc: str,
-    dual: DualAscent | None = None,
+    dual: DualAscent | None = None, options: Mapping[str, Option] | None = None, reads_alternate: bool = False,
+    retain_default: str = "nll",
 ) -> None:
-    METHODS.register(name)(MethodSpec(name, forget_loss, MappingProxyType(dict(defaults)), needs_ref, doc, dual))
+    METHODS.register(name)(MethodSpec(name, forget_loss, MappingProxyType(dict(defaults)), needs_ref, doc, dual,
+                                      MappingProxyType(dict(options or {})), reads_alternate, retain_default))
 
 
 _register(
@@ -170,6 +199,23 @@ _register(
     needs_ref=False,
     doc="cross entropy to the model's own distribution without the answer token; no retain term (arXiv 2503.01224)",
 )
+_register(
+    "rmu",
+    rmu.forget_loss,
+    {"steering_coeff": 2.0, "direction_seed": 0, "gamma": 1.0, "alpha": 1.0},
+    needs_ref=False,
+    doc="steers a layer's outputs on forget answers to a random direction, keeps retain outputs (arXiv 2403.03218)",
+    options={"layer": 7, "trainable": ".*"},
+    retain_default="embed_diff",
+)
+_register(
+    "dpo",
+    dpo.forget_loss,
+    {"beta": 0.1, "gamma": 1.0, "alpha": 1.0},
+    needs_ref=True,
+    doc="DPO preferring an 'I don't know' to the forget answer, IdkDPO (arXiv 2305.18290, 2401.06121)",
+    reads_alternate=True,
+)
 
 
 def resolve_method(cfg: MethodConfig) -> ResolvedMethod:
@@ -177,8 +223,8 @@ def resolve_method(cfg: MethodConfig) -> ResolvedMethod:
 
     A foreign hyperparameter is an error rather than ignored because in a sweep it would silently make trials that
     differ only in an unused value (e.g. a beta grid over graddiff). The reference model is needed when the forget
-    loss reads it or when the kl retain loss is actually part of the total (`uses_retain`); gradascent with
-    `retain_loss: kl` is accepted and needs no reference, since gradascent has no retain term at all.
+    loss reads it or when the kl or embed_diff retain loss is actually part of the total (`uses_retain`);
+    gradascent with `retain_loss: kl` is accepted and needs no reference, since gradascent has no retain term at all.
 
     Args:
         cfg: the trial's method section.
@@ -188,23 +234,30 @@ def resolve_method(cfg: MethodConfig) -> ResolvedMethod:
 
     Raises:
         UnknownNameError: for an unregistered name, listing the registered ones.
-        ValueError: for a hyperparameter the method does not use, or a required one left unset (PDU's eps).
+        ValueError: for a hyperparameter the method does not use, a required one left unset (PDU's eps), or the
+            embed_diff retain loss for a method without a layer of its own.
     """
     spec = METHODS.get(cfg.name)
-    allowed = ", ".join(sorted(spec.defaults))
     given = {
         key: getattr(cfg, key)
         for key in type(cfg).model_fields
         if key not in _NOT_HYPERPARAMETERS and getattr(cfg, key) is not None
     }
     for key in sorted(given):
-        if key not in spec.defaults:
-            raise ValueError(f"method.{key} is not a parameter of {spec.name}; its parameters: {allowed}")
-    params = {**spec.defaults, **given}
+        if key not in spec.defaults and key not in spec.options:
+            raise ValueError(f"method.{key} is not a parameter of {spec.name}; its parameters: "
+                             f"{', '.join(spec.accepts)}")
+    params = {key: given.get(key, default) for key, default in spec.defaults.items()}
     missing = sorted(key for key, value in params.items() if value is None)
     if missing:
         names = ", ".join(f"method.{key}" for key in missing)
         raise ValueError(f"{names} is required by {spec.name} (it has no default); set it in the config")
     values = {key: float(value) for key, value in params.items()}
-    needs_ref = spec.needs_ref or (cfg.retain_loss == "kl" and _has_retain_term(spec, values))
-    return ResolvedMethod(spec, values, cfg.retain_loss, needs_ref)
+    retain = cfg.retain_loss or spec.retain_default
+    if retain == "embed_diff" and "layer" not in spec.options:
+        allowed = ", ".join(r for r in RETAIN_LOSSES if r != "embed_diff")
+        raise ValueError(f"method.retain_loss embed_diff compares the outputs of the method's own layer, which "
+                         f"{spec.name} has not; allowed for {spec.name}: {allowed}")
+    needs_ref = spec.needs_ref or (retain in ("kl", "embed_diff") and _has_retain_term(spec, values))
+    options = {key: given.get(key, default) for key, default in spec.options.items()}
+    return ResolvedMethod(spec, values, retain, needs_ref, options)

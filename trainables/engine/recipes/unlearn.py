@@ -20,6 +20,7 @@ import torch.distributed as dist
 from trainables.attacks.protocol import read_reference, run_attacks, score_against_reference, write_attack
 from trainables.config import TrialConfig
 from trainables.data.formatting import Encoded, collate, encode
+from trainables.data.idk import answer_for_row, idk_answers
 from trainables.data.loading import load_benchmark
 from trainables.data.schema import Benchmark, require_paraphrases
 from trainables.engine.checkpoints import restore_state, write_outcome
@@ -37,33 +38,40 @@ from trainables.engine.training import (
     to_device,
 )
 from trainables.model.loading import load_causal_lm, num_layers
+from trainables.model.trainable import train_only
 from trainables.objectives import LossTerms, Objective, build_objective, resolve_method
 from trainables.report_keys import DIVERGED, TRIAL_COMPLETE, finished_outcome, seed_dir
 
 
 @dataclass
 class UnlearnData:
-    """Tokenised training sets of a trial: forget, retain, and the forget set's paraphrases (CLReg's paraphrase
-    positives) when the trial trains with them."""
+    """Tokenised training sets of a trial: forget, retain, the forget set's paraphrases (CLReg's paraphrase
+    positives) and its preferred answers (DPO's) when the trial trains with them."""
 
     forget: list[Encoded]
     retain: list[Encoded]
     paraphrase: list[Encoded] | None = None
+    alternate: list[Encoded] | None = None
 
 
 def tokenised_data(cfg: TrialConfig, tokenizer, bench: Benchmark) -> UnlearnData:
     """The trial's benchmark, tokenised once per run and shared by its seeds.
 
     Raises:
-        DataError: when CLReg trains on paraphrase positives and a forget row has no paraphrase.
+        DataError: when CLReg trains on paraphrase positives and a forget row has no paraphrase, or DPO's
+            `data.idk_file` cannot be read.
     """
     n = cfg.data.max_length
-    paraphrase = None
+    paraphrase = alternate = None
     if cfg.clreg.active and cfg.clreg.positives == "paraphrase":
         require_paraphrases(bench)
         paraphrase = [encode(tokenizer, e, n, answer=e.paraphrased_answer) for e in bench.forget]
+    if resolve_method(cfg.method).spec.reads_alternate:
+        answers = idk_answers(cfg.data.idk_file)
+        alternate = [encode(tokenizer, e, n, answer=answer_for_row(answers, i)) for i, e in enumerate(bench.forget)]
     return UnlearnData(forget=[encode(tokenizer, e, n) for e in bench.forget],
-                       retain=[encode(tokenizer, e, n) for e in bench.retain], paraphrase=paraphrase)
+                       retain=[encode(tokenizer, e, n) for e in bench.retain], paraphrase=paraphrase,
+                       alternate=alternate)
 
 
 @dataclass
@@ -140,6 +148,7 @@ def train_seed(shared: _Shared, cfg: TrialConfig, out_dir: Path, checkpoint, rep
     torch.manual_seed(t.seed)
     model = load_causal_lm(shared.job.model_dir, cfg.model, trainable=True)
     objective = build_objective(cfg, num_layers(model))
+    train_only(model, objective.method.trainable)
     clock.lap("model")
     layout = Layout(t.micro_batch_size, t.grad_accum, place.world)
     steps_per_epoch = layout.steps_per_epoch(len(shared.data.forget))
@@ -232,7 +241,8 @@ class UnlearnEpochs:
         return terms
 
     def batches(self, perm_f: list[int], perm_r: list[int], u: int) -> Batches:
-        """Micro-batch `u`'s forget rows, the same rows' paraphrases, and retain rows, on this worker's device."""
+        """Micro-batch `u`'s forget rows, the same rows' paraphrases and preferred answers, and retain rows, on this
+        worker's device."""
         m, d = self.layout.micro_batch, self.data
         rows = micro_batch(perm_f, u, m)
 
@@ -244,4 +254,5 @@ class UnlearnEpochs:
             forget=on_device(d.forget, rows),
             retain=on_device(d.retain, micro_batch(perm_r, u, m)) if needs.retain else None,
             paraphrase=on_device(d.paraphrase, rows) if needs.forget_view == "paraphrase" else None,
+            alternate=on_device(d.alternate, rows) if needs.alternate else None,
         )
