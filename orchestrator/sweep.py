@@ -106,11 +106,12 @@ class ValidatedSweep:
 
     @property
     def method_text(self) -> str:
-        """The base method, or the methods the space grids or samples over."""
+        """The base method, or the methods the space fixes, grids or samples over."""
         spec = self.space.params.get("method.name")
-        if spec is None:
-            return self.cfg.base.method.name
-        return ", ".join(map(str, spec.options(self.num_layers)))
+        if spec is not None:
+            return ", ".join(map(str, spec.options(self.num_layers)))
+        fixed = self.space.fixed.get("method.name")
+        return str(fixed.value) if fixed is not None and not fixed.when else self.cfg.base.method.name
 
 
 def validate_sweep(cfg: SweepConfig, address: str | None = None) -> ValidatedSweep:

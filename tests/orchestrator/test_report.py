@@ -276,7 +276,7 @@ def test_method_compare_entanglement_present_then_absent(store: Path) -> None:
     sweep = Sweep(store, "methods", "method-compare", trial_seeds=[0, 1])
     combos = [g for g in sweep.space.grid(NUM_LAYERS) if g]
     score = {"gradascent": 0.1, "graddiff": 0.3, "npo": 0.8, "simnpo": 0.5, "undial": 0.2, "pdu": 0.4, "wga": 0.35,
-             "satimp": 0.45, "ceu": 0.25}
+             "satimp": 0.45, "ceu": 0.25, "rmu": 0.55, "dpo": 0.15}
     ids = {}
     for n, combo in enumerate(combos):
         method, on, seed = combo["method.name"], combo["clreg.enabled"], combo["train.seed"]

@@ -51,8 +51,8 @@ def test_valid_sweep_prints_a_summary_with_the_rows_truncated(sweep_file, capsys
 def test_summary_names_the_methods_a_space_grids_over(sweep_file, capsys):
     assert cli.main(["validate", str(sweep_file()), "--preset", "method-compare"]) == 0
     out = capsys.readouterr().out
-    assert ("54 trials of gradascent, graddiff, npo, simnpo, undial, pdu, wga, satimp, ceu (every grid combination "
-            "once)") in out
+    assert ("66 trials of gradascent, graddiff, npo, simnpo, undial, pdu, wga, satimp, ceu, rmu, dpo (every grid "
+            "combination once)") in out
 
 
 def test_pure_grid_preset_is_enumerated(sweep_file, capsys):
@@ -244,3 +244,15 @@ def test_bad_field_in_the_base_file_names_that_file(tmp_path, capsys, trial, exp
     assert cli.main(["validate", str(path)]) == cli.EXIT_INVALID
     assert f"{tmp_path / 'sweeps' / 'configs' / 'trial.yaml'}: {expected}" in _words(capsys.readouterr().err)
     assert not (tmp_path / "out").exists()
+
+
+def test_rmu_layer_ablation_drops_layers_the_model_lacks_and_a_fixed_rmu_layer_must_exist(sweep_file, capsys):
+    assert cli.main(["validate", str(sweep_file()), "--preset", "rmu-layer-ablation"]) == 0
+    assert "24 trials of rmu (every grid combination once)" in capsys.readouterr().out
+    small = sweep_file(base__model={"tiny": {"num_layers": 4}})
+    assert cli.main(["validate", str(small), "--preset", "rmu-layer-ablation"]) == 0
+    assert "12 trials of rmu" in capsys.readouterr().out  # layers 5 and 7 dropped
+    tiny = sweep_file(base__model={"tiny": {"num_layers": 2}})
+    assert cli.main(["validate", str(tiny), "--preset", "method-compare"]) == cli.EXIT_INVALID
+    err = capsys.readouterr().err
+    assert "method.layer" in err and "3" in err and "deeper than the 2-layer model" in err and "0..1" in err

@@ -14,7 +14,7 @@ from trainables.registry import UnknownNameError
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-SHIPPED = ["clreg-default", "layer-ablation", "method-compare", "tau-ablation"]
+SHIPPED = ["clreg-default", "layer-ablation", "method-compare", "rmu-layer-ablation", "tau-ablation"]
 
 EXAMPLE = """
 parameters:
@@ -247,7 +247,9 @@ def test_every_preset_validates_and_samples(name, num_layers):
         ("layer-ablation", 8, 9),
         ("layer-ablation", 4, 6),  # last-7 dropped
         ("layer-ablation", 2, 3),  # only last-1 left
-        ("method-compare", 8, 54),
+        ("method-compare", 8, 66),
+        ("rmu-layer-ablation", 8, 24),
+        ("rmu-layer-ablation", 2, 6),  # only layer 1 left
     ],
 )
 def test_grid_presets_enumerate_expected_counts(name, num_layers, count):
@@ -274,6 +276,7 @@ def test_method_compare_conditions():
     for combo in space.grid(8):
         params = space.sample(optuna.trial.FixedTrial(combo), 8)
         assert ("method.eps" in params) == (combo["method.name"] == "pdu")
+        assert ("method.layer" in params) == (combo["method.name"] == "rmu")
         assert [k for k in params if k.startswith("clreg.")] == ["clreg.enabled"]
         _valid_config(params)
     methods = {c["method.name"] for c in space.grid(8)}
@@ -287,7 +290,8 @@ def test_tau_ablation_values():
 
 
 def test_unknown_preset_lists_the_presets():
-    with pytest.raises(UnknownNameError, match="clreg-default, layer-ablation, method-compare, tau-ablation"):
+    with pytest.raises(UnknownNameError, match="clreg-default, layer-ablation, method-compare, rmu-layer-ablation, "
+                                               "tau-ablation"):
         load_preset("tau-ablaton")
 
 
