@@ -67,7 +67,7 @@ class SweepSpec:
 
 
 SWEEPS = (
-    SweepSpec("methods", REPO / "studies/sweeps/methods.yaml", "SimNPO and NPO with and without CLReg"),
+    SweepSpec("methods", REPO / "studies/sweeps/methods.yaml", "SimNPO, NPO and RMU with and without CLReg"),
     SweepSpec("layers", REPO / "studies/sweeps/layers.yaml", "SimNPO + CLReg at last-1, last-4, last-7"),
     SweepSpec("tau", REPO / "studies/sweeps/tau.yaml", "SimNPO + CLReg at tau 0.1 .. 0.9"),
 )
@@ -377,13 +377,22 @@ def _n_note(trials: list[Trial], metric: str) -> str:
     return "" if n == len(trials) else f" (n={n})"
 
 
+METHOD_ORDER = ("simnpo", "npo", "rmu")  # the order the methods sweep lists them in; any other after them
+
+
+def study_methods(res: SweepResult) -> list[str]:
+    """The base methods the sweep ran, in `METHOD_ORDER`."""
+    names = {t.param("method.name") for t in res.trials}
+    return sorted(names, key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m))
+
+
 def finding1(ctx: Context) -> tuple[list[str], list[str]]:
     """CLReg lowers forget-retain entanglement: on vs off per method, at the target layer and at every layer."""
     res = ctx.results["methods"]
     summary, body = [], []
     num_layers = max((p["layer"] for t in res.trials for p in t.profile), default=-1) + 1
     at_target: dict[str, list[str]] = {key: [] for key, _ in ENTANGLEMENT}
-    for method in ("simnpo", "npo"):
+    for method in study_methods(res):
         on = [t for t in res.trials if t.param("method.name") == method and t.param("clreg.enabled") == "true"]
         off = [t for t in res.trials if t.param("method.name") == method and t.param("clreg.enabled") == "false"]
         parts = []
@@ -417,7 +426,7 @@ def finding1(ctx: Context) -> tuple[list[str], list[str]]:
         body += [f"#### {method}: entanglement per decoder layer, CLReg off vs on (mean ± std, n = "
                  f"{len(off)} / {len(on)} trials)", "", *table(header, rows), ""]
     verdict = overall([v for vs in at_target.values() for v in vs])
-    head = (f"**Overall at the target layer, SimNPO and NPO: {verdict}** ("
+    head = (f"**Overall at the target layer, {', '.join(study_methods(res))}: {verdict}** ("
             + "; ".join(f"{key}: {overall(vs)}" for key, vs in at_target.items()) + ").")
     less = [k for k, vs in at_target.items() if overall(vs) == "holds"]
     more = [k for k, vs in at_target.items() if overall(vs) == "contradicted"]
@@ -498,7 +507,7 @@ def finding3(ctx: Context) -> tuple[list[str], list[str]]:
     res = ctx.results["methods"]
     target = ctx.target.get("model_utility", math.nan)
     summary, verdicts = [], []
-    for method in ("simnpo", "npo"):
+    for method in study_methods(res):
         on = values([t for t in res.trials if t.param("method.name") == method
                      and t.param("clreg.enabled") == "true"], "model_utility")
         off = values([t for t in res.trials if t.param("method.name") == method
@@ -508,7 +517,7 @@ def finding3(ctx: Context) -> tuple[list[str], list[str]]:
                        f"({vs_off.text()}): **{_kept(vs_off)}**; vs the target before unlearning ({_f(target)}): "
                        f"{vs_target.text()}: **{_kept(vs_target)}**.")
         verdicts += [_kept(vs_off), _kept(vs_target)]
-    return [f"**Overall: {overall(verdicts)}** (CLReg vs no CLReg and vs the target, both methods).", "",
+    return [f"**Overall: {overall(verdicts)}** (CLReg vs no CLReg and vs the target, every method).", "",
             *summary], []
 
 
@@ -609,8 +618,8 @@ def render(ctx: Context) -> str:
         "these p-values say nothing about that.",
         "- Power: 3 seeds per group. Differences smaller than about two standard deviations cannot reach p < 0.05; "
         "forget_quality is itself a KS p-value over 16 forget items, so it moves in coarse steps.",
-        "- Hyperparameters: every method and CLReg at their defaults (lr 1e-4); no per-method tuning, unlike the "
-        "paper.",
+        "- Hyperparameters: every method and CLReg at their defaults (lr 1e-4; RMU at decoder layer 3, as in the "
+        "`method-compare` preset); no per-method tuning, unlike the paper.",
         "",
         "## Setup",
         "",
@@ -646,7 +655,7 @@ def render(ctx: Context) -> str:
         "",
         f"The sweeps use **{epochs} epochs**. " + pilot_sentence(ctx, epochs),
         "",
-        "## (a) SimNPO and NPO with and without CLReg",
+        f"## (a) {', '.join(study_methods(methods))} with and without CLReg",
         "",
         "Mean ± std over seeds 0, 1, 2 (n trials). Entanglement at the target layer last-1 (the runs without CLReg "
         "are measured at the same layer).",

@@ -1,11 +1,12 @@
-"""SimNPO with and without CLReg on real TOFU forget01, CPU-sized (issue 13), produced by the tool itself.
+"""SimNPO and RMU with and without CLReg on real TOFU forget01, CPU-sized (issues 13, 19), produced by the tool
+itself.
 
     flock /tmp/clreg-heavy.lock .venv/bin/python -m studies.clreg_tofu_real [--workdir DIR] [--skip-sweeps]
 
 Steps, each through the `clreg-sweep` command line (the helpers of `studies.clreg_synthetic` run and read them):
 1. `clreg-sweep sweep studies/sweeps/tofu-real.yaml`: prepare (the tiny preset built from scratch, fine-tuned on
-   forget01 + 60 retain99 rows + the real-authors / world-facts rows as target, without forget01 as oracle), then 12
-   trials: SimNPO +/- CLReg x lr 1e-3 / 3e-3 x seeds 0-2;
+   forget01 + 60 retain99 rows + the real-authors / world-facts rows as target, without forget01 as oracle), then 24
+   trials: SimNPO / RMU x +/- CLReg x lr 1e-3 / 3e-3 x seeds 0-2;
 2. `clreg-sweep eval` of the prepared target with the oracle reference (the "before unlearning" row: the prepare
    report has no forget quality for the target, which is evaluated before the oracle exists);
 3. `studies/clreg-tofu-real.md` written from the finished trials in MLflow and the prepare report.
@@ -55,7 +56,8 @@ TOFU = (REPO / ".." / "shared" / "data" / "tofu").resolve()
 OUT_FILE = REPO / "studies" / "clreg-tofu-real.md"
 BASE_FILE = REPO / "studies" / "sweeps" / "tofu-real-base.yaml"
 SWEEP = SweepSpec("tofu-real", REPO / "studies" / "sweeps" / "tofu-real.yaml",
-                  "SimNPO with and without CLReg at lr 1e-3 and 3e-3 on real TOFU forget01")
+                  "SimNPO and RMU with and without CLReg at lr 1e-3 and 3e-3 on real TOFU forget01")
+METHOD_LABELS = {"simnpo": "SimNPO", "rmu": "RMU"}
 DEFAULT_WORKDIR = Path("/tmp/clreg-tofu-real-study")
 COLUMNS = ("forget_quality", "model_utility", "forget_prob", "forget_truth_ratio", "forget_rouge", "retain_prob",
            "retain_rouge", "ra_prob", "wf_prob")
@@ -79,14 +81,21 @@ class Context:
     argv: list[str]
 
 
-def variants(trials: list[Trial]) -> dict[tuple[str, str], list[Trial]]:
-    """Trials by (lr, clreg on/off), lr ascending, CLReg off first."""
-    groups = group(trials, "train.lr", "clreg.enabled")
-    return dict(sorted(groups.items(), key=lambda kv: (float(kv[0][0]), kv[0][1] == "true")))
+def variants(trials: list[Trial]) -> dict[tuple[str, str, str], list[Trial]]:
+    """Trials by (method, lr, clreg on/off): methods as the sweep lists them, lr ascending, CLReg off first."""
+    groups = group(trials, "method.name", "train.lr", "clreg.enabled")
+    order = list(METHOD_LABELS)
+    return dict(sorted(groups.items(), key=lambda kv: (order.index(kv[0][0]) if kv[0][0] in order else len(order),
+                                                       float(kv[0][1]), kv[0][2] == "true")))
 
 
-def _name(key: tuple[str, str]) -> str:
-    return f"SimNPO{' + CLReg' if key[1] == 'true' else ''}, lr {float(key[0]):g}"
+def _label(method: str) -> str:
+    return METHOD_LABELS.get(method, method)
+
+
+def _name(key: tuple[str, str, str]) -> str:
+    method, lr, clreg = key
+    return f"{_label(method)}{' + CLReg' if clreg == 'true' else ''}, lr {float(lr):g}"
 
 
 def results_table(ctx: Context) -> list[str]:
@@ -115,10 +124,13 @@ def unlearning_verdicts(ctx: Context) -> tuple[str, list[str]]:
 
 
 def clreg_verdicts(ctx: Context) -> tuple[str, str, list[str]]:
-    """CLReg on vs off at each lr: forget quality higher? utility kept (contradicted only by a significant drop)?"""
+    """CLReg on vs off per method and lr: forget quality higher? utility kept (contradicted only by a significant
+    drop)?"""
     lines, fq_all, mu_all = [], [], []
-    by_lr = group(ctx.result.trials, "train.lr")
-    for (lr,), ts in sorted(by_lr.items(), key=lambda kv: float(kv[0][0])):
+    order = list(METHOD_LABELS)
+    by_lr = group(ctx.result.trials, "method.name", "train.lr")
+    for (method, lr), ts in sorted(by_lr.items(), key=lambda kv: (order.index(kv[0][0]) if kv[0][0] in order
+                                                                  else len(order), float(kv[0][1]))):
         on = [t for t in ts if t.param("clreg.enabled") == "true"]
         off = [t for t in ts if t.param("clreg.enabled") == "false"]
         fq = welch(values(on, "forget_quality"), values(off, "forget_quality"))
@@ -128,8 +140,9 @@ def clreg_verdicts(ctx: Context) -> tuple[str, str, list[str]]:
             "holds (no significant drop)"
         fq_all.append(fq.verdict("higher"))
         mu_all.append(kept)
-        lines.append(f"   - lr {float(lr):g}: forget_quality with CLReg {mean_sd(values(on, 'forget_quality'))} vs "
-                     f"without {mean_sd(values(off, 'forget_quality'))} ({fq.text()}): **{fq.verdict('higher')}**; "
+        lines.append(f"   - {_label(method)}, lr {float(lr):g}: forget_quality with CLReg "
+                     f"{mean_sd(values(on, 'forget_quality'))} vs without {mean_sd(values(off, 'forget_quality'))} "
+                     f"({fq.text()}): **{fq.verdict('higher')}**; "
                      f"model_utility {mean_sd(values(on, 'model_utility'))} vs {mean_sd(values(off, 'model_utility'))} "
                      f"({mu.text()}): kept **{kept}**; forget_prob {mean_sd(values(on, 'forget_prob'))} vs "
                      f"{mean_sd(values(off, 'forget_prob'))} ({prob.text()}): lowered by CLReg "
@@ -145,7 +158,7 @@ def truth_ratio_sentence(ctx: Context) -> str:
     means = {k: statistics.fmean(v) for k, ts in groups.items() if (v := values(ts, "forget_truth_ratio"))}
     listed = ", ".join(f"{_name(k)} {mean_sd(values(ts, 'forget_truth_ratio'))}" for k, ts in groups.items())
     near_target = bool(means) and all(abs(m - target) < abs(m - oracle) for m in means.values())
-    reading = ("every variant's mean stays closer to the target's than to the oracle's: SimNPO lowers the "
+    reading = ("every variant's mean stays closer to the target's than to the oracle's: unlearning lowers the "
                "probability of the trained answers (forget_prob, forget_rouge), but the model still prefers the "
                "paraphrased answers over the wrong ones nearly as much as before, so forget quality stays near the "
                "target's" if near_target else "some variant's mean is closer to the oracle's than to the target's")
@@ -178,10 +191,10 @@ def render(ctx: Context) -> str:
     failed = sum(n for s, n in res.counts.items() if s != "FINISHED")
     distinct = sorted({float(f"{v:.6g}") for v in values(res.trials, "forget_quality")})
     lines = [
-        "# SimNPO ± CLReg on real TOFU forget01 (tiny preset, CPU)",
+        "# SimNPO and RMU ± CLReg on real TOFU forget01 (tiny preset, CPU)",
         "",
         f"Generated by `{shlex.join(['python', '-m', 'studies.clreg_tofu_real', *ctx.argv])}` on {env['date']} "
-        "(issue 13). "
+        "(issues 13 and 19). "
         "Every number below was produced by `clreg-sweep` and read back from its MLflow store and the trials' "
         "evaluation files; nothing was edited by hand.",
         "",
@@ -195,8 +208,8 @@ def render(ctx: Context) -> str:
         "",
         f"1. Unlearning raises forget quality above the target's: **{moved}**.",
         *unlearn_lines,
-        f"2. CLReg raises forget quality over SimNPO alone: **{fq_clreg}**; 3. CLReg keeps model utility: "
-        f"**{mu_clreg}** (per lr, with how much further CLReg lowers forget_prob):",
+        f"2. CLReg raises forget quality over the base method alone: **{fq_clreg}**; 3. CLReg keeps model utility: "
+        f"**{mu_clreg}** (per method and lr, with how much further CLReg lowers forget_prob):",
         *clreg_lines,
         "",
         truth_ratio_sentence(ctx),
@@ -227,8 +240,10 @@ def render(ctx: Context) -> str:
         "holdout (no MIA or PrivLeak in the shared copy).",
         "- What a seed varies: `train.seed` changes only the unlearning run (data order, dropout); every trial "
         "starts from the same prepared target.",
-        "- Hyperparameters: SimNPO and CLReg at their defaults (beta 4.5, gamma 0.125, alpha 1; tau 0.5, lambda 1, "
-        "last-1); lr 1e-3 and 3e-3, 10 epochs, chosen to unlearn noticeably on this model; no tuning.",
+        "- Hyperparameters: SimNPO, RMU and CLReg at their defaults (SimNPO beta 4.5, gamma 0.125, alpha 1; RMU "
+        "steering_coeff 2, embed_diff retain loss, alpha 1, every parameter trained, at decoder layer 1 of 4 instead "
+        "of its default 7; CLReg tau 0.5, lambda 1, last-1); lr 1e-3 and 3e-3 (chosen for SimNPO to unlearn "
+        "noticeably on this model, used for RMU as they are), 10 epochs; no tuning.",
         "",
         "## Setup",
         "",
