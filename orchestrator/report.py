@@ -33,7 +33,7 @@ from orchestrator.candidates import TAG_INFEASIBLE_EPOCHS, parse_epochs, read_ep
 from orchestrator.constraints import TAG_CONSTRAINTS, TAG_FEASIBLE
 from orchestrator.pareto import summarize
 from orchestrator.pareto_artifacts import Marker, pareto_figure, trial_label
-from orchestrator.references import References
+from orchestrator.references import TARGET, References
 from orchestrator.report_attacks import attack_table, relearn_points
 from orchestrator.report_document import (
     Block,
@@ -414,6 +414,27 @@ def _references_table(sweep: _Sweep, out: _Draft) -> None:
                                 [[p.label, *(number_cell(p.metrics.get(m)) for m in names)] for p in refs.points]))
     if refs.absent:
         out.blocks.append(Bullets([f"{name}: not shown, {why}" for name, why in refs.absent.items()]))
+    unmoved = unmoved_objectives(sweep.rows, sweep.names, refs)
+    if unmoved:
+        out.blocks += [Paragraph("Trials that score exactly the target's value did not move that objective at all: "
+                                 "there they are indistinguishable from the model before unlearning (more "
+                                 "unlearning, e.g. `train.epochs` or `train.lr`, or a finer metric tells them "
+                                 "apart)."), Bullets(unmoved)]
+
+
+def unmoved_objectives(rows: Sequence[TrialRow], names: Sequence[str], refs: References) -> list[str]:
+    """Per objective, how many finished trials score the target's own value (to 1e-9): a front or an ablation over
+    such trials compares models that unlearning left where they were on that objective."""
+    target = next((p.metrics for p in refs.points if p.name == TARGET), {})
+    lines = []
+    for m in names:
+        if m not in target:
+            continue
+        scored = [r.metrics[m] for r in rows if _finite(r.metrics.get(m))]
+        same = sum(math.isclose(v, target[m], rel_tol=1e-9, abs_tol=1e-12) for v in scored)
+        if same:
+            lines.append(f"{m}: {same} of {len(scored)} finished trials score the target's {target[m]:.4g}")
+    return lines
 
 
 def _tables(sweep: _Sweep, front: set[str], grid_params: list[str], out: _Draft) -> None:

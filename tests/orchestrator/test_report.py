@@ -283,6 +283,8 @@ def test_method_compare_entanglement_present_then_absent(store: Path) -> None:
         trial_id = f"m{n:02d}"
         ids[(method, on, seed)] = trial_id
         fq = score[method] + (0.1 if on else 0.0) + 0.01 * seed
+        if method == "dpo" and not on:
+            fq = 0.0123  # exactly the target's: these two trials did not move forget quality
         sweep.trial(trial_id, combo, {"forget_quality": fq, "model_utility": 1.0 - fq})
         sweep.evaluation(trial_id, profile(0.2 * on + 0.01 * seed))
     best, baseline = ids[("npo", True, 1)], ids[("npo", False, 1)]
@@ -301,6 +303,9 @@ def test_method_compare_entanglement_present_then_absent(store: Path) -> None:
     assert "| reference point | forget_quality | model_utility |" in report.markdown
     assert f"| {TARGET_LABEL} | 0.0123 | 0.91 |" in report.markdown
     assert f"| {ORACLE_LOG_LABEL} | 1 | - |" in report.markdown
+    assert "Trials that score exactly the target's value did not move that objective" in report.markdown
+    assert "- forget_quality: 2 of 44 finished trials score the target's 0.0123\n" in report.markdown
+    assert "model_utility: " not in report.markdown.split("did not move that objective")[1].split("##")[0]
 
     # tau and layer are the base's defaults in every trial: nothing to draw against them.
     assert report.skipped["metric vs tau"].startswith("tau is 0.5 in every CLReg trial")
