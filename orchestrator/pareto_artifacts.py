@@ -37,7 +37,8 @@ FRONT = "#d62728"
 _MARKER_STYLES = (("X", "cross", "#222222"), ("*", "star", "#1f77b4"), ("D", "diamond", "#2ca02c"))
 
 # Trial parameters (as the search spaces name them) shown in a label, with their short names.
-_LABEL_PARAMS = (("clreg.tau", "τ="), ("clreg.lambda", "λ="), ("clreg.layer", ""), ("train.lr", "lr="))
+_LABEL_PARAMS = (("method.layer", "layer="), ("clreg.tau", "τ="), ("clreg.lambda", "λ="), ("clreg.layer", ""),
+                 ("train.lr", "lr="))
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,8 @@ class Marker:
 def trial_label(params: Mapping[str, str], fallback: str) -> str:
     """Short name of a trial for plots, e.g. "npo τ=0.3 λ=1.2 last-1 seed=2".
 
-    Reads the parameters the search spaces vary (method, CLReg temperature, weight, layer, learning rate, seed);
+    Reads the parameters the search spaces vary (method and its own layer, RMU's, CLReg temperature, weight, layer,
+    learning rate, seed);
     numbers get 3 significant digits. CLReg settings are left out when CLReg is off, since they did nothing.
 
     Args:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from orchestrator.pareto import pareto_front
-from orchestrator.pareto_artifacts import Marker, pareto_figure, pareto_html
+from orchestrator.pareto_artifacts import Marker, pareto_figure, pareto_html, trial_label
 
 POINTS = [[0.2, 0.8], [0.5, 0.5], [0.8, 0.2], [0.3, 0.3]]
 LABELS = ["a", "b", "c", "d"]
@@ -87,3 +87,11 @@ def test_html_axes_reach_a_marker_outside_the_trials() -> None:
 def test_a_marker_with_the_wrong_number_of_values_is_refused() -> None:
     with pytest.raises(ValueError, match="marker 'target' has 1 values, expected 2"):
         pareto_html(POINTS, [0], LABELS, NAMES, MAXIMIZE, [Marker("target", (0.5,))])
+
+
+def test_a_label_names_the_method_layer_and_clreg_only_when_it_trained():
+    rmu = {"method.name": "rmu", "method.layer": "3", "clreg.enabled": "False", "clreg.tau": "0.5", "train.seed": "1"}
+    assert trial_label(rmu, "t1") == "rmu no-CLReg layer=3 seed=1"
+    assert trial_label({**rmu, "clreg.enabled": "True", "clreg.layer": "last-1"}, "t1") == \
+        "rmu layer=3 τ=0.5 last-1 seed=1"
+    assert trial_label({}, "t1") == "t1"
