@@ -23,7 +23,7 @@ from search_spaces.space import CategoricalParam, FloatParam, IntParam, SearchSp
 from trainables.config import TrialConfig
 from trainables.data.schema import Benchmark, require_paraphrases
 from trainables.model.layers import LayerError, LayerSpec, allowed_layers
-from trainables.objectives import METHODS, resolve_method
+from trainables.objectives import METHODS, ResolvedMethod, resolve_method
 
 MAX_POINTS = 4096
 # Fields whose value decides whether a trial fits the machine: a range of them can break only at its bounds.
@@ -121,10 +121,10 @@ def check_space(base: TrialConfig, space: SearchSpace, num_layers: int, bench: B
     paraphrases: str | None = None  # found once, when a point first needs them: "" when the data has them
     for point in space_points(space, num_layers)[0]:
         cfg = _trial(base_dict, point, space)
-        _check_method(cfg, point, space)
+        method = _check_method(cfg, point, space)
         if cfg.clreg.enabled:
             _check_layer(cfg, point, space, num_layers)
-        _check_method_layer(cfg, point, space, num_layers)
+        _check_method_layer(method, cfg, point, space, num_layers)
         if cfg.clreg.enabled and cfg.clreg.positives == "paraphrase":
             paraphrases = _paraphrase_problem(bench) if paraphrases is None else paraphrases
             if paraphrases:
@@ -143,11 +143,10 @@ def _trial(base: dict[str, Any], point: dict[str, Any], space: SearchSpace) -> T
                          f"{reasons}") from None
 
 
-def _check_method(cfg: TrialConfig, point: dict[str, Any], space: SearchSpace) -> None:
+def _check_method(cfg: TrialConfig, point: dict[str, Any], space: SearchSpace) -> ResolvedMethod:
     name = cfg.method.name
     try:
-        resolve_method(cfg.method)
-        return
+        return resolve_method(cfg.method)
     except ValueError as error:
         problem = str(error)
     if name not in METHODS:
@@ -165,9 +164,10 @@ def _check_method(cfg: TrialConfig, point: dict[str, Any], space: SearchSpace) -
     raise SpaceError(f"space: the combination {_combination(point)}: {problem}")
 
 
-def _check_method_layer(cfg: TrialConfig, point: dict[str, Any], space: SearchSpace, num_layers: int) -> None:
+def _check_method_layer(method: ResolvedMethod, cfg: TrialConfig, point: dict[str, Any], space: SearchSpace,
+                        num_layers: int) -> None:
     """A method with a layer of its own (RMU's `method.layer`) must find it in the model."""
-    layer = resolve_method(cfg.method).layer
+    layer = method.layer
     if layer is None or LayerSpec.parse(layer).fits(num_layers):
         return
     if "method.layer" in point:

@@ -79,14 +79,14 @@ class LayerSpec:
         """Whether a model of `num_layers` decoder layers has this layer."""
         return 1 <= self.number <= num_layers if self.from_top else self.number < num_layers
 
-    def index(self, num_layers: int) -> int:
+    def index(self, num_layers: int, field: str = "clreg.layer") -> int:
         """The 0-based decoder layer whose output is the representation.
 
         Raises:
-            LayerError: naming the allowed range when the layer is beyond the model's depth.
+            LayerError: naming `field` and the allowed range when the layer is beyond the model's depth.
         """
         if not self.fits(num_layers):
-            raise LayerError(f"clreg.layer {self.value!r} is beyond the model's depth; {allowed_layers(num_layers)} "
+            raise LayerError(f"{field} {self.value!r} is beyond the model's depth; {allowed_layers(num_layers)} "
                              f"(the model has {num_layers} layers)")
         return num_layers - self.number if self.from_top else self.number
 
@@ -108,10 +108,7 @@ def resolve_layer(value: str | int, num_layers: int, field: str = "clreg.layer")
     except LayerError as error:
         raise LayerError(f"{field}: {error}; {allowed_layers(num_layers)} (the model has {num_layers} layers)"
                          ) from None
-    if not spec.fits(num_layers):
-        raise LayerError(f"{field} {spec.value!r} is beyond the model's depth; {allowed_layers(num_layers)} "
-                         f"(the model has {num_layers} layers)")
-    return spec.index(num_layers)
+    return spec.index(num_layers, field)
 
 
 def hidden_state_index(layer: int) -> int:

@@ -13,15 +13,8 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 
-from trainables.objectives.outputs import SequenceOutputs, reference_logits, required
-from trainables.objectives.tokens import sequence_nll
-
-
-def log_ratio(outputs: SequenceOutputs, needed_by: str) -> torch.Tensor:
-    """`log pi_theta(y_i|x_i) - log pi_ref(y_i|x_i)` of each sequence, `[B]`: `S_ref,i - S_theta,i` in summed NLLs."""
-    s_theta, _ = sequence_nll(outputs.logits, outputs.labels)
-    s_ref, _ = sequence_nll(reference_logits(outputs, needed_by), outputs.labels)
-    return s_ref - s_theta
+from trainables.objectives.npo import log_ratio
+from trainables.objectives.outputs import SequenceOutputs, required
 
 
 def forget_loss(forget: SequenceOutputs, params: Mapping[str, float]) -> torch.Tensor:

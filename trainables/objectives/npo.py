@@ -14,6 +14,17 @@ from trainables.objectives.outputs import SequenceOutputs, reference_logits
 from trainables.objectives.tokens import sequence_nll
 
 
+def log_ratio(outputs: SequenceOutputs, needed_by: str) -> torch.Tensor:
+    """`log pi_theta(y_i|x_i) - log pi_ref(y_i|x_i)` of each sequence, `[B]`: `S_ref,i - S_theta,i` in summed NLLs.
+
+    Raises:
+        ValueError: when `outputs.ref_logits` is None, naming `needed_by`.
+    """
+    s_theta, _ = sequence_nll(outputs.logits, outputs.labels)
+    s_ref, _ = sequence_nll(reference_logits(outputs, needed_by), outputs.labels)
+    return s_ref - s_theta
+
+
 def forget_loss(forget: SequenceOutputs, params: Mapping[str, float]) -> torch.Tensor:
     """`L_f = -(2/beta) * mean_i log sigma(-beta * r_i)`, `r_i = S_ref,i - S_theta,i`.
 
@@ -33,7 +44,4 @@ def forget_loss(forget: SequenceOutputs, params: Mapping[str, float]) -> torch.T
         ValueError: when `forget.ref_logits` is None.
     """
     beta = params["beta"]
-    s_theta, _ = sequence_nll(forget.logits, forget.labels)
-    s_ref, _ = sequence_nll(reference_logits(forget, "npo"), forget.labels)
-    r = s_ref - s_theta
-    return -(2.0 / beta) * F.logsigmoid(-beta * r).mean()
+    return -(2.0 / beta) * F.logsigmoid(-beta * log_ratio(forget, "npo")).mean()

@@ -19,6 +19,7 @@ from trainables.objectives.clreg import clreg_term
 from trainables.objectives.compose import LossTerms, unlearning_loss
 from trainables.objectives.outputs import SequenceOutputs
 from trainables.objectives.registry import ResolvedMethod, resolve_method
+from trainables.objectives.retain import READS_REFERENCE
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ class Objective:
     def needs(self) -> ForwardNeeds:
         """The forwards a micro-step must run for this objective."""
         method, c = self.method, self.clreg
-        ref_retain = method.retain_loss in ("kl", "embed_diff") and method.uses_retain
+        ref_retain = method.retain_loss in READS_REFERENCE and method.uses_retain
         base = ForwardNeeds(retain=method.uses_retain or c is not None, ref_forget=method.spec.needs_ref,
                             ref_retain=ref_retain, method_layer=self.method_layer,
                             alternate=method.spec.reads_alternate)

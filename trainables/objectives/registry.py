@@ -18,7 +18,7 @@ import torch
 from trainables.config import MethodConfig
 from trainables.objectives import ceu, dpo, gradascent, graddiff, npo, pdu, rmu, satimp, simnpo, undial, wga
 from trainables.objectives.outputs import SequenceOutputs
-from trainables.objectives.retain import RETAIN_LOSSES
+from trainables.objectives.retain import READS_REFERENCE, RETAIN_LOSSES
 from trainables.registry import Registry
 
 ForgetLoss = Callable[[SequenceOutputs, Mapping[str, float]], torch.Tensor]
@@ -258,6 +258,6 @@ def resolve_method(cfg: MethodConfig) -> ResolvedMethod:
         allowed = ", ".join(r for r in RETAIN_LOSSES if r != "embed_diff")
         raise ValueError(f"method.retain_loss embed_diff compares the outputs of the method's own layer, which "
                          f"{spec.name} has not; allowed for {spec.name}: {allowed}")
-    needs_ref = spec.needs_ref or (retain in ("kl", "embed_diff") and _has_retain_term(spec, values))
+    needs_ref = spec.needs_ref or (retain in READS_REFERENCE and _has_retain_term(spec, values))
     options = {key: given.get(key, default) for key, default in spec.options.items()}
     return ResolvedMethod(spec, values, retain, needs_ref, options)

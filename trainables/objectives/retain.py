@@ -16,6 +16,7 @@ from trainables.objectives.rmu import embed_diff
 from trainables.objectives.tokens import answer_logits, batch_nll
 
 RETAIN_LOSSES = ("nll", "kl", "embed_diff")
+READS_REFERENCE = frozenset({"kl", "embed_diff"})  # the retain losses computed against the frozen reference model
 
 
 def retain_loss(retain: SequenceOutputs, kind: str) -> torch.Tensor:
