@@ -157,6 +157,7 @@ def validate_sweep(cfg: SweepConfig, address: str | None = None) -> ValidatedSwe
     try:
         check_early_stopping(cfg, space)
         check_candidates(cfg, space)
+        slot_mode(cfg.search, space)
     except ValueError as e:
         raise SweepError(str(e)) from None
     local = not (address or os.environ.get("RAY_ADDRESS"))
@@ -167,6 +168,48 @@ def validate_sweep(cfg: SweepConfig, address: str | None = None) -> ValidatedSwe
         raise SweepError(str(e)) from None
     return ValidatedSweep(cfg, space, num_layers, num_trials, bench, pure_grid=bool(grid and not sampled),
                           data=trial.data, warm_sources=warm_sources)
+
+
+def slot_mode(search: SearchConfig, space: SearchSpace) -> tuple[str, str]:
+    """How the sweep's trials get their workers (`search.slots`), and why: warm slots need every trial to ask for the
+    same resources, so a space that searches them runs cold.
+
+    Raises:
+        ValueError: `search.slots: warm` with a space that searches a trial's resources.
+    """
+    from orchestrator.space_check import RESOURCE_PATHS
+
+    searched = [p for p in space.params if p in RESOURCE_PATHS]
+    if search.slots == "warm" and searched:
+        raise ValueError(f"search.slots: warm needs every trial to ask for the same resources, but the space searches "
+                         f"{', '.join(searched)}; allowed: cold, or leave search.slots unset")
+    if search.slots == "cold":
+        return "cold", "search.slots: cold: one Ray Train run per trial"
+    if searched:
+        return "cold", f"the space searches {', '.join(searched)}, so trials ask for different resources"
+    return "warm", (f"every trial asks for the same resources; a slot is replaced after "
+                    f"{search.slot_recycle_trials} trials or {search.slot_max_growth_gb:g} GB of memory growth")
+
+
+@contextlib.contextmanager
+def trial_slots(cfg: SweepConfig, mode: str):
+    """The name of the sweep's slot pool while it runs (warm), or None (cold); the pool and its slots end with the
+    block, so what runs after the trials (front attacks) gets their CPUs/GPUs back."""
+    if mode != "warm":
+        yield None
+        return
+    import ray
+
+    from orchestrator.slots import SlotShape, start_pool
+
+    name = f"clreg-slots-{cfg.name}-{os.getpid()}"
+    pool = start_pool(name, SlotShape.of(cfg.base.train), cfg.search.slot_recycle_trials,
+                      cfg.search.slot_max_growth_gb)
+    try:
+        yield name
+    finally:
+        ray.get(pool.shutdown.remote())
+        ray.kill(pool)
 
 
 def check_storage_dir(path: Path) -> None:
@@ -190,19 +233,20 @@ def sweep_tracking_uri(cfg: SweepConfig) -> str:
 
 
 def trial_driver(params: dict, *, base: dict, target_dir: str, oracle_reference: str | None,
-                 attack_reference: str | None, trials_dir: str, repeat_seeds: list[int], num_layers: int) -> None:
-    """One Tune trial: the sampled `params` applied to `base`, run as a Ray Train + DeepSpeed job.
+                 attack_reference: str | None, trials_dir: str, repeat_seeds: list[int], num_layers: int,
+                 slot_pool: str | None = None) -> None:
+    """One Tune trial: the sampled `params` applied to `base`, run as a DeepSpeed job in a warm slot of the actor
+    named `slot_pool` (`orchestrator.slots`), or as a Ray Train run of its own (None: cold).
 
     The trial's record (`trial_record.build_record`) is written to `trials/<id>/trial.json` before training. One
-    Ray Train run trains the trial's seeds (one, or a sampled space's `repeat_seeds`) one after the other, each
-    into `trials/<id>/seed-<s>/`; `TuneReportCallback` forwards rank 0's per-epoch reports to Tune, and the trial's
-    final result, read from the seeds' outcome files (`orchestrator.repeats`), is reported once at the end.
+    run trains the trial's seeds (one, or a sampled space's `repeat_seeds`) one after the other, each into
+    `trials/<id>/seed-<s>/`; rank 0's per-epoch reports reach Tune (relayed by `run_in_slot`, or Ray Train's
+    `TuneReportCallback`), and the trial's final result, read from the seeds' outcome files
+    (`orchestrator.repeats`), is reported once at the end.
     """
     from ray import tune
-    from ray.tune.integration.ray_train import TuneReportCallback
 
     from orchestrator.repeats import run_seeds
-    from trainables.engine.trainer import build_trainer, fit_to_end
     from trainables.engine.worker import NonFiniteLossError, WorkerJob
 
     trial_id = tune.get_context().get_trial_id()
@@ -214,6 +258,16 @@ def trial_driver(params: dict, *, base: dict, target_dir: str, oracle_reference:
     def fit(pending: list[int]) -> dict:
         job = WorkerJob(trial=cfg, task="unlearn", model_dir=target_dir, output_dir=str(out),
                         oracle_reference=oracle_reference, attack_reference=attack_reference, seeds=pending)
+        if slot_pool:
+            import ray
+
+            from orchestrator.slots import run_in_slot
+
+            return run_in_slot(ray.get_actor(slot_pool), job, cfg.train.max_failures, tune.report)
+        from ray.tune.integration.ray_train import TuneReportCallback
+
+        from trainables.engine.trainer import build_trainer, fit_to_end
+
         return fit_to_end(build_trainer(job, storage_path=str(out / "ray"), name=f"trial-{trial_id}",
                                         callbacks=[TuneReportCallback()]), out)
 
@@ -299,10 +353,12 @@ def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool 
         if not is_verbose():
             log("Ray's and DeepSpeed's info logs stay in Ray's session logs (/tmp/ray/session_latest/logs on a local "
                 "cluster); --verbose prints them here")
+        mode, why = slot_mode(cfg.search, checked.space)
+        log(f"sweep {cfg.name}: trials run on {mode} slots ({why})")
         # Where a restored searcher finds the study: this folder's, also when the folder has moved since it started.
-        with study_url_for_restore(paths.optuna_url(cfg)):
+        with study_url_for_restore(paths.optuna_url(cfg)), trial_slots(cfg, mode) as slot_pool:
             results = _tuner(checked, paths, prepared, attack_ref, runs, resume, record, markers, bounds, log,
-                             oracle_value).fit()
+                             oracle_value, slot_pool).fit()
         # Stopped before every trial ended (Ctrl-C): the parent run must not look complete; `resume` reopens it.
         interrupted = results.num_terminated + results.num_errors < checked.num_trials
         if cfg.base.attack.when == "front" and not interrupted:
@@ -363,7 +419,7 @@ def _drop_lost_trials(paths: SweepPaths, cfg: SweepConfig, runs: tracking.SweepR
 
 def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, attack_ref: str | None, runs: tracking.SweepRuns,
            resume: bool, record: RunRecord, markers: list[Marker], bounds: list[Bound], log: Callable[[str], Any],
-           oracle_value: float | None = None):
+           oracle_value: float | None = None, slot_pool: str | None = None):
     """Tune's experiment: a new one, or the saved one restored (which keeps its callback, record and markers)."""
     from ray import tune
 
@@ -390,10 +446,12 @@ def _tuner(checked: ValidatedSweep, paths: SweepPaths, prepared, attack_ref: str
     trainable = tune.with_parameters(
         trial_driver, base=base, target_dir=prepared.target_dir, oracle_reference=prepared.oracle_reference,
         attack_reference=attack_ref, trials_dir=str(paths.trials), repeat_seeds=seeds, num_layers=checked.num_layers,
+        slot_pool=slot_pool,
     )
-    # The trial driver only waits on its Ray Train job, whose workers hold the CPUs/GPUs in their own placement
-    # group. Tune refuses an all-zero request, so the driver asks for one byte of memory: it then blocks no CPU,
-    # and 2 one-CPU trials run side by side on a 2-core laptop (with {"CPU": 1} only one would fit).
+    # The trial driver only waits on its workers (a Ray Train run's or a warm slot's), which hold the CPUs/GPUs in
+    # their own placement group. Tune refuses an all-zero request, so the driver asks for one byte of memory: it
+    # then blocks no CPU, and 2 one-CPU trials run side by side on a 2-core laptop (with {"CPU": 1} only one would
+    # fit).
     trainable = tune.with_resources(trainable, {"memory": 1})
     if resume:
         return tune.Tuner.restore(str(paths.tune), trainable=trainable, resume_unfinished=True,

@@ -96,6 +96,19 @@ class SearchConfig(StrictModel):
     max_trial_failures: int = Field(
         2, ge=0, description="Tune restarts of a trial whose process or node died (it resumes from its checkpoint)",
     )
+    slots: Literal["warm", "cold"] | None = Field(
+        None,
+        description="how trials get their workers: warm (long-lived worker groups that run trial after trial, "
+        "keeping processes, data and model weights) or cold (a Ray Train run per trial); unset: warm unless the "
+        "space searches a trial's resources (train.num_workers, cpus_per_worker, gpus_per_worker)",
+    )
+    slot_recycle_trials: int = Field(
+        50, ge=1, le=100_000, description="warm slots: replace a slot's workers after this many trials",
+    )
+    slot_max_growth_gb: float = Field(
+        2.0, gt=0, description="warm slots: replace a slot's workers when one's resident memory has grown by more "
+        "than this since the slot's first trial (engines rebuilt in one process leak)",
+    )
     constraints: list[Constraint] = Field(
         default_factory=list,
         description="bounds a trial must meet to count (e.g. {metric: model_utility, min: 0.9, of: target} against "

@@ -1,14 +1,12 @@
-"""What a run leaves behind for Ray Train and the driver: per-epoch reports with checkpoints (the resume point after
-a fault, and what ASHA reads), the resume itself, and the outcome file that is a run's one final result."""
+"""What a run leaves behind: the state saved beside each DeepSpeed checkpoint, the resume from it, and the outcome
+file that is a run's one final result. Where checkpoints go is the run's session's business
+(`trainables.engine.sessions`)."""
 
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from pathlib import Path
-
-import torch.distributed as dist
 
 from trainables.atomic_files import write_json_atomic
 from trainables.report_keys import OUTCOME_FILE
@@ -31,23 +29,6 @@ def restore_state(engine, checkpoint, fresh: dict) -> dict:
             return fresh
         engine.load_checkpoint(ckpt_dir, load_lr_scheduler_states=True)
     return saved
-
-
-def report_epoch(engine, state: dict, metrics: dict, rank: int, checkpoint: bool) -> None:
-    """One epoch's `ray.train.report`, with a checkpoint when `checkpoint`: every worker saves its DeepSpeed shard,
-    rank 0 the state, then all report the same checkpoint (Ray merges the shards)."""
-    import ray.train
-
-    if not checkpoint:
-        ray.train.report(metrics)
-        return
-    with tempfile.TemporaryDirectory(prefix="clreg-ckpt-") as tmp:
-        engine.save_checkpoint(tmp, tag="latest_epoch")
-        if rank == 0:
-            (Path(tmp) / STATE_FILE).write_text(json.dumps(state))
-        if dist.is_initialized():
-            dist.barrier()
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
 def write_outcome(metrics: dict, out: Path, rank: int, worker_started_at: float | None = None) -> None:

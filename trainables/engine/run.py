@@ -11,9 +11,9 @@ from pathlib import Path
 import torch.distributed as dist
 
 from trainables.config import TrialConfig
-from trainables.engine.checkpoints import report_epoch
-from trainables.engine.job import SetupClock, WorkerJob, WorkerPlace
+from trainables.engine.job import SetupClock, WorkerJob
 from trainables.engine.saving import save_model
+from trainables.engine.sessions import Session
 from trainables.report_keys import TRIAL_COMPLETE, epoch_model_dir, seed_key
 
 
@@ -24,7 +24,7 @@ class TrainingRun:
     Attributes:
         job: the Ray Train run's job (evaluate or not, oracle reference).
         cfg: the run's config (the seed's, in a repeated-seed run).
-        place: this worker's rank and device.
+        session: where the run reports and checkpoints (Ray Train or a warm slot), this worker's place.
         tokenizer: saved with the model.
         engine: the DeepSpeed engine being trained.
         out_dir: where the final model, its evaluation and the outcome go (`seed-<s>/` for one seed of several).
@@ -40,7 +40,7 @@ class TrainingRun:
 
     job: WorkerJob
     cfg: TrialConfig
-    place: WorkerPlace
+    session: Session
     tokenizer: object
     engine: object
     out_dir: Path
@@ -61,8 +61,7 @@ class TrainingRun:
             metrics.update(self.save_and_evaluate(final=False, epoch=epoch))
         if self.report_seed is not None:
             metrics = {k if k == "epoch" else seed_key(self.report_seed, k): v for k, v in metrics.items()}
-        report_epoch(self.engine, state, metrics, self.place.rank,
-                     checkpoint=last or epoch % self.checkpoint_every == 0)
+        self.session.report(self.engine, state, metrics, checkpoint=last or epoch % self.checkpoint_every == 0)
 
     def finish(self, state: dict, training_started: float, resumed_from_epoch: int, clock: SetupClock) -> dict:
         """Save and evaluate the final model; the run's final metrics.
@@ -89,9 +88,10 @@ class TrainingRun:
             model_dir = epoch_model_dir(out, epoch)
         else:
             model_dir = out / "eval_model"
-        save_model(self.engine, self.tokenizer, model_dir, self.place.rank)
+        rank = self.session.place.rank
+        save_model(self.engine, self.tokenizer, model_dir, rank)
         metrics: dict = {}
-        if self.place.rank == 0 and self.job.evaluate:
+        if rank == 0 and self.job.evaluate:
             from trainables.evaluation import evaluate_saved_model
             from trainables.metrics.evaluate import MISSING_REASONS_KEY, PARTIAL_SUFFIX
 

@@ -53,7 +53,7 @@ def build_trainer(job: WorkerJob, storage_path: str, name: str, callbacks: list 
             failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
             callbacks=callbacks or [],
             logging_config=ray.train.LoggingConfig(log_level="INFO" if verbose() else "WARNING"),
-            worker_runtime_env={"env_vars": {**WORKER_ENV, **_accelerator_env(use_gpu)}},
+            worker_runtime_env={"env_vars": worker_env(use_gpu)},
         ),
     )
 
@@ -66,13 +66,29 @@ def fit_to_end(trainer, output_dir: str | Path) -> dict:
         `NonFiniteLossError` when the loss diverged (reported by the workers instead of raised, so Ray Train does
         not retry a run that would diverge again).
     """
-    outcome = Path(output_dir) / OUTCOME_FILE
-    outcome.unlink(missing_ok=True)  # a previous attempt's outcome must not pass for this one's
+    clear_outcome(output_dir)
     fit_started = time.time()
     result = trainer.fit()
     fit_ended = time.time()
     if result.error:
         raise result.error
+    return read_outcome(output_dir, fit_started, fit_ended)
+
+
+def clear_outcome(output_dir: str | Path) -> None:
+    """Remove a previous attempt's outcome file, which must not pass for the coming run's."""
+    (Path(output_dir) / OUTCOME_FILE).unlink(missing_ok=True)
+
+
+def read_outcome(output_dir: str | Path, fit_started: float, fit_ended: float) -> dict:
+    """Rank 0's final metrics from the outcome file of a run that ran from `fit_started` to `fit_ended` (epoch
+    seconds), with its fixed costs.
+
+    Raises:
+        RuntimeError: when the run ended without writing it.
+        NonFiniteLossError: when it says the loss diverged.
+    """
+    outcome = Path(output_dir) / OUTCOME_FILE
     if not outcome.is_file():
         raise RuntimeError(f"the run ended without its final report ({outcome} missing)")
     metrics = json.loads(outcome.read_text())
@@ -87,7 +103,8 @@ def fixed_costs(final: dict, fit_started: float, fit_ended: float) -> dict[str, 
     several nodes they differ by the clock skew):
 
     - `startup_seconds`: `fit()` until rank 0 entered the training function (Ray Train's controller, placement
-      group, worker processes, process group); with a restart after a fault, until the last attempt's entry;
+      group, worker processes, process group; in a warm slot, handing the job to its workers); with a restart
+      after a fault, until the last attempt's entry;
     - `setup/*_seconds`: rank 0's own set-up phases (see `worker.SetupClock`);
     - `teardown_seconds`: rank 0's final report until `fit()` returned (worker group shut down);
     - `run_seconds`: the whole `fit()`.
@@ -100,7 +117,9 @@ def fixed_costs(final: dict, fit_started: float, fit_ended: float) -> dict[str, 
     return costs
 
 
-def _accelerator_env(use_gpu: bool) -> dict[str, str]:
+def worker_env(use_gpu: bool) -> dict[str, str]:
+    """The environment of a run's workers (cold or warm): `WORKER_ENV`, and DeepSpeed's CPU accelerator without
+    GPUs."""
     if use_gpu:
-        return {}
-    return {"DS_ACCELERATOR": os.environ.get("DS_ACCELERATOR", "cpu")}
+        return dict(WORKER_ENV)
+    return {**WORKER_ENV, "DS_ACCELERATOR": os.environ.get("DS_ACCELERATOR", "cpu")}

@@ -1,10 +1,12 @@
-"""The Ray Train entry point every worker of a run runs: common set-up, then the job's recipe.
+"""The entry point every worker of a run runs: common set-up, then the job's recipe.
 
-`train_worker` imports DeepSpeed, reads the job, finds its place in the worker group and loads the tokenizer, then
-hands over to the recipe of `job.task`: `recipes.unlearn` (a trial: base method + CLReg, once per seed),
+`train_worker` (Ray Train's, a cold run) imports DeepSpeed, reads the job and finds its place in the worker group;
+`run_job` (also a warm slot's, `trainables.engine.slot_worker`) loads the tokenizer, then hands over to the recipe
+of `job.task`: `recipes.unlearn` (a trial: base method + CLReg, once per seed),
 `recipes.finetune` (`prepare`'s target and oracle models) or `recipes.attack` (the oracle's and target's figures
 under the trials' relearning attack). A run's final result is the outcome file rank 0 writes
-(`trainables.report_keys.OUTCOME_FILE`); per-epoch reports go through `ray.train.report` with checkpoints.
+(`trainables.report_keys.OUTCOME_FILE`); per-epoch reports and checkpoints go through the run's session
+(`trainables.engine.sessions`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import torch
 
 from trainables.engine.job import SetupClock, WorkerJob, WorkerPlace
 from trainables.engine.recipes import attack, finetune, unlearn
-from trainables.model.loading import load_tokenizer
+from trainables.engine.resident import Resident
+from trainables.engine.sessions import RayTrainSession, Session
 from trainables.report_keys import VERBOSE_ENV
 
 RECIPES = {"unlearn": unlearn.run, "finetune": finetune.run, "attack": attack.run}
@@ -35,11 +38,15 @@ def train_worker(job_dict: dict) -> None:
 
     clock.lap("import")
     job = WorkerJob(**job_dict)
+    run_job(job, RayTrainSession(WorkerPlace.current(job.trial), Resident()), clock)
+
+
+def run_job(job: WorkerJob, session: Session, clock: SetupClock) -> None:
+    """The tokenizer, then the recipe of `job.task`, reporting through `session`."""
     cfg = job.trial
-    place = WorkerPlace.current(cfg)
     torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker)))
-    tokenizer = load_tokenizer(job.model_dir, cfg.model.trust_remote_code)
-    RECIPES[job.task](job, cfg, place, tokenizer, clock)
+    tokenizer = session.resident.tokenizer(job.model_dir, cfg.model.trust_remote_code)
+    RECIPES[job.task](job, cfg, session, tokenizer, clock)
 
 
 def verbose() -> bool:

@@ -14,13 +14,15 @@ from trainables.attacks.protocol import run_attacks
 from trainables.config import TrialConfig
 from trainables.data.loading import load_benchmark
 from trainables.engine.checkpoints import write_outcome
-from trainables.engine.job import SetupClock, WorkerJob, WorkerPlace
+from trainables.engine.job import SetupClock, WorkerJob
+from trainables.engine.sessions import Session
 from trainables.report_keys import TRIAL_COMPLETE
 
 
-def run(job: WorkerJob, cfg: TrialConfig, place: WorkerPlace, tokenizer, clock: SetupClock) -> None:
+def run(job: WorkerJob, cfg: TrialConfig, session: Session, tokenizer, clock: SetupClock) -> None:
     """Attack each model of `job.attack_models` ({name: saved model folder}) as `cfg.attack` says; rank 0 writes
     each model's figures to the outcome file under its name."""
+    place = session.place
     bench = load_benchmark(cfg.data, cfg.prepare.cache_dir)
     clock.lap("data")
     out = Path(job.output_dir)

@@ -21,8 +21,8 @@ from trainables.engine.checkpoints import restore_state, write_outcome
 from trainables.engine.job import SetupClock, WorkerJob, WorkerPlace
 from trainables.engine.run import TrainingRun
 from trainables.engine.schedule import Layout, epoch_permutation, micro_batch
+from trainables.engine.sessions import Session
 from trainables.engine.training import Diverged, EpochSums, build_engine, check_finite, to_device
-from trainables.model.loading import load_causal_lm
 from trainables.model.tiny import TINY_PRESET
 from trainables.objectives import batch_nll
 
@@ -52,26 +52,25 @@ def training_split(cfg: TrialConfig, split: str, tokenizer) -> list[Encoded]:
     return [encode(tokenizer, e, cfg.data.max_length) for e in rows]
 
 
-def run(job: WorkerJob, cfg: TrialConfig, place: WorkerPlace, tokenizer, clock: SetupClock) -> None:
+def run(job: WorkerJob, cfg: TrialConfig, session: Session, tokenizer, clock: SetupClock) -> None:
     """Fine-tune `job.model_dir` on `job.finetune_split` into `job.output_dir` and write the outcome there."""
-    import ray.train
-
+    place = session.place
     p, out = cfg.prepare, Path(job.output_dir)
     rows = training_split(cfg, job.finetune_split, tokenizer)
     clock.lap("data")
     clock.lap("reference")  # none: the phase is reported for every run alike
     torch.manual_seed(cfg.train.seed)
-    model = load_causal_lm(job.model_dir, cfg.model, trainable=True)
+    model = session.resident.trainable_model(job.model_dir, cfg.model)
     clock.lap("model")
     layout = Layout(p.micro_batch_size, cfg.train.grad_accum, place.world)
     engine = build_engine(model, cfg, place.world, p.lr, p.micro_batch_size,
                           layout.steps_per_epoch(len(rows)) * p.epochs)
     clock.lap("engine")
-    state = restore_state(engine, ray.train.get_checkpoint(), {"seed": cfg.train.seed, "epoch": 0, "history": []})
+    state = restore_state(engine, session.latest_checkpoint(), {"seed": cfg.train.seed, "epoch": 0, "history": []})
     clock.lap("restore")
 
     epochs = FinetuneEpochs(cfg, place, engine, rows, layout, tokenizer.pad_token_id)
-    training = TrainingRun(job, cfg, place, tokenizer, engine, out, epochs=p.epochs,
+    training = TrainingRun(job, cfg, session, tokenizer, engine, out, epochs=p.epochs,
                            checkpoint_every=CHECKPOINT_EVERY, explain_missing=False)
     resumed_from_epoch, started = state["epoch"], time.perf_counter()
     try:

@@ -1,6 +1,7 @@
 """The unlearning recipe: a trial's base method + CLReg on forget/retain batches, once per seed.
 
-Read top to bottom: `run` tokenises the data and loads the reference model once, then trains each unfinished seed
+Read top to bottom: `run` tokenises the data and loads the reference model once (kept by a warm slot for the
+trials after it: `Resident`), then trains each unfinished seed
 (`train_seed`: model, engine, objective, resume; epochs; checkpoint and report after each; save, evaluate) and
 writes its outcome. One micro-step is `objective(collector(batches))`: the objective (`build_objective`) says which
 forwards it needs, the collector runs them, the objective turns their outputs into the loss.
@@ -28,6 +29,7 @@ from trainables.engine.forward import Batches, ForwardCollector
 from trainables.engine.job import SetupClock, WorkerJob, WorkerPlace
 from trainables.engine.run import TrainingRun
 from trainables.engine.schedule import Layout, epoch_permutation, micro_batch, view_generator
+from trainables.engine.sessions import Session
 from trainables.engine.training import (
     Diverged,
     EpochSums,
@@ -37,7 +39,7 @@ from trainables.engine.training import (
     reference_model,
     to_device,
 )
-from trainables.model.loading import load_causal_lm, num_layers
+from trainables.model.loading import num_layers
 from trainables.model.trainable import train_only
 from trainables.objectives import LossTerms, Objective, build_objective, resolve_method
 from trainables.report_keys import DIVERGED, TRIAL_COMPLETE, finished_outcome, seed_dir
@@ -63,10 +65,11 @@ def tokenised_data(cfg: TrialConfig, tokenizer, bench: Benchmark) -> UnlearnData
     """
     n = cfg.data.max_length
     paraphrase = alternate = None
-    if cfg.clreg.active and cfg.clreg.positives == "paraphrase":
+    wants_paraphrase, wants_alternate = data_variant(cfg)
+    if wants_paraphrase:
         require_paraphrases(bench)
         paraphrase = [encode(tokenizer, e, n, answer=e.paraphrased_answer) for e in bench.forget]
-    if resolve_method(cfg.method).spec.reads_alternate:
+    if wants_alternate:
         answers = idk_answers(cfg.data.idk_file)
         alternate = [encode(tokenizer, e, n, answer=answer_for_row(answers, i)) for i, e in enumerate(bench.forget)]
     return UnlearnData(forget=[encode(tokenizer, e, n) for e in bench.forget],
@@ -74,12 +77,19 @@ def tokenised_data(cfg: TrialConfig, tokenizer, bench: Benchmark) -> UnlearnData
                        alternate=alternate)
 
 
+def data_variant(cfg: TrialConfig) -> tuple[bool, bool]:
+    """Which optional sets `tokenised_data` builds for `cfg`: paraphrase positives, preferred answers."""
+    paraphrase = cfg.clreg.active and cfg.clreg.positives == "paraphrase"
+    return paraphrase, resolve_method(cfg.method).spec.reads_alternate
+
+
 @dataclass
 class _Shared:
-    """What every seed of a run shares: the job, worker place, tokenizer, benchmark (the attacks evaluate its rows),
-    its tokenised data, reference model."""
+    """What every seed of a run shares: the job, its session and worker place, tokenizer, benchmark (the attacks
+    evaluate its rows), its tokenised data, reference model."""
 
     job: WorkerJob
+    session: Session
     place: WorkerPlace
     tokenizer: object
     bench: Benchmark
@@ -87,7 +97,7 @@ class _Shared:
     ref: object | None
 
 
-def run(job: WorkerJob, cfg: TrialConfig, place: WorkerPlace, tokenizer, clock: SetupClock) -> None:
+def run(job: WorkerJob, cfg: TrialConfig, session: Session, tokenizer, clock: SetupClock) -> None:
     """Train and evaluate the trial, once or (with `job.seeds`) once per unfinished seed, and write the outcomes.
 
     The seeds share the worker processes, imports, tokenizer, tokenised data and reference model: a Ray Train
@@ -95,17 +105,22 @@ def run(job: WorkerJob, cfg: TrialConfig, place: WorkerPlace, tokenizer, clock: 
     seed would pay them once per seed. A seed whose outcome file says it finished is skipped, so a restarted run
     (a worker fault, a resumed sweep) trains only what is left; the checkpoint carries its seed.
     """
-    import ray.train
-
-    bench = load_benchmark(cfg.data, cfg.prepare.cache_dir)
-    data = tokenised_data(cfg, tokenizer, bench)
+    place, resident = session.place, session.resident
+    data_key = cfg.data.model_dump_json()
+    bench = resident.get(("benchmark", data_key, cfg.prepare.cache_dir),
+                         lambda: load_benchmark(cfg.data, cfg.prepare.cache_dir))
+    data = resident.get(("tokenised", job.model_dir, data_key, *data_variant(cfg)),
+                        lambda: tokenised_data(cfg, tokenizer, bench))
     clock.lap("data")
     # Loaded once for every seed, before any seed's model and objective exist: the method alone decides the need
     # (`ResolvedMethod.needs_ref`, which the objective's `needs` split by batch).
-    ref = reference_model(job.model_dir, cfg, place) if resolve_method(cfg.method).needs_ref else None
+    ref = None
+    if resolve_method(cfg.method).needs_ref:
+        ref = resident.get(("reference", job.model_dir, cfg.model.model_dump_json(), cfg.train.zero_stage),
+                           lambda: reference_model(job.model_dir, cfg, place))
     clock.lap("reference")
-    shared = _Shared(job, place, tokenizer, bench, data, ref)
-    checkpoint = ray.train.get_checkpoint()
+    shared = _Shared(job, session, place, tokenizer, bench, data, ref)
+    checkpoint = session.latest_checkpoint()
     out = Path(job.output_dir)
     if not job.seeds:
         final = train_seed(shared, cfg, out, checkpoint)
@@ -146,7 +161,7 @@ def train_seed(shared: _Shared, cfg: TrialConfig, out_dir: Path, checkpoint, rep
     clock = SetupClock()
     t, place = cfg.train, shared.place
     torch.manual_seed(t.seed)
-    model = load_causal_lm(shared.job.model_dir, cfg.model, trainable=True)
+    model = shared.session.resident.trainable_model(shared.job.model_dir, cfg.model)
     objective = build_objective(cfg, num_layers(model))
     train_only(model, objective.method.trainable)
     clock.lap("model")
@@ -161,8 +176,8 @@ def train_seed(shared: _Shared, cfg: TrialConfig, out_dir: Path, checkpoint, rep
     epochs = UnlearnEpochs(cfg, place, engine, objective, ForwardCollector(engine, engine.module, objective.needs,
                                                                            shared.ref),
                            shared.data, layout, shared.tokenizer.pad_token_id)
-    run = TrainingRun(shared.job, cfg, place, shared.tokenizer, engine, out_dir, epochs=t.epochs, checkpoint_every=1,
-                      explain_missing=True, report_seed=report_seed)
+    run = TrainingRun(shared.job, cfg, shared.session, shared.tokenizer, engine, out_dir, epochs=t.epochs,
+                      checkpoint_every=1, explain_missing=True, report_seed=report_seed)
     resumed_from_epoch, started = state["epoch"], time.perf_counter()
     for epoch in range(state["epoch"], t.epochs):
         try:
