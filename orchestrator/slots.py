@@ -224,7 +224,7 @@ class SlotPool:
                 outcome = ray.get(ref)
             except Exception as e:  # a rank raised or died: its peers may hang in a collective; end the slot
                 self._end_slot(run.slot)
-                run.error, run.state = _first_line(e), FAILED
+                run.error, run.state = _summary(e), FAILED
                 return
         if len(done) < len(run.refs):
             return
@@ -260,9 +260,11 @@ def _new_index(slots: dict[int, _Slot], runs: dict[int, _Run]) -> int:
     return next(i for i in range(len(busy) + 1) if i not in busy)
 
 
-def _first_line(error: BaseException) -> str:
-    lines = [line for line in str(error).splitlines() if line.strip()]
-    return lines[-1] if lines else type(error).__name__
+def _summary(error: BaseException) -> str:
+    """One line for a worker's failure: the last line of its text (a task error's own exception, after Ray's
+    traceback), at most 300 characters."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(error).__name__)[:300]
 
 
 def start_pool(name: str, shape: SlotShape, recycle_trials: int, max_growth_gb: float):

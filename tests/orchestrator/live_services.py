@@ -82,6 +82,21 @@ def stop_server(server: subprocess.Popen) -> None:
     server.wait(timeout=30)
 
 
+# The actor classes of the processes that train: a cold trial's Ray Train workers, a warm slot's workers.
+WORKER_CLASSES = ("RayTrainWorker", "SlotWorker")
+
+
+def trial_checkpoints(root: Path) -> list[Path]:
+    """The trials under the sweep folder `root` that have a checkpoint to resume from: a Ray Train run's registered
+    one (a cold trial, `registered_checkpoints`) or a complete warm-slot checkpoint (`trials/<id>/checkpoint/`)."""
+    from trainables.engine.checkpoints import STATE_FILE
+    from trainables.engine.sessions import CHECKPOINT_DIR
+
+    warm = [p.parent.parent for p in root.glob(f"trials/*/{CHECKPOINT_DIR}/{STATE_FILE}")]
+    cold = [p.parent.parent for p in registered_checkpoints(root, "trials/*/ray/*")]
+    return sorted(set(warm) | set(cold))
+
+
 def registered_checkpoints(root: Path, pattern: str) -> list[Path]:
     """Ray Train run directories under `root` (glob `pattern`) whose checkpoint manager has registered a checkpoint.
 

@@ -11,7 +11,7 @@ import collections
 import signal
 import threading
 import time
-from pathlib import Path
+from collections.abc import Callable
 
 import optuna
 import psutil
@@ -19,45 +19,42 @@ import pytest
 
 from orchestrator import cli
 from tests.orchestrator.live_services import (
+    WORKER_CLASSES,
     free_port,
     registered_checkpoints,
     start_mlflow_server,
     stop_server,
+    trial_checkpoints,
     wait_for,
 )
 
 pytestmark = pytest.mark.slow
 
 def _train_workers() -> list[psutil.Process]:
-    """The live Ray Train worker processes on this machine (their titles name the actor class)."""
+    """The live training worker processes on this machine (their titles name the actor class)."""
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         try:
-            if any("RayTrainWorker" in part for part in proc.info["cmdline"] or []):
+            if any(c in part for part in proc.info["cmdline"] or [] for c in WORKER_CLASSES):
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return found
 
 
-def wait_for_checkpoint(root: Path, pattern: str) -> None:
-    """Until a Ray Train run under `root` (glob `pattern`) has a registered checkpoint."""
-    wait_for(lambda: registered_checkpoints(root, pattern), f"a registered checkpoint in {root}/{pattern}")
-
-
 class WorkerKiller(threading.Thread):
-    """Once a checkpoint exists under `root`, SIGKILLs every Ray Train worker process (one per trial here)."""
+    """Once `has_checkpoint()`, SIGKILLs every training worker process (one per trial here)."""
 
-    def __init__(self, root: Path, pattern: str) -> None:
+    def __init__(self, has_checkpoint: Callable[[], list]) -> None:
         super().__init__(daemon=True)
-        self.root, self.pattern = root, pattern
+        self.has_checkpoint = has_checkpoint
         self.killed: list[int] = []
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
-            wait_for_checkpoint(self.root, self.pattern)
-            workers = wait_for(_train_workers, "a Ray Train worker process")
+            wait_for(self.has_checkpoint, "a checkpoint to resume from")
+            workers = wait_for(_train_workers, "a training worker process")
             for proc in workers:
                 proc.send_signal(signal.SIGKILL)
                 self.killed.append(proc.pid)
@@ -66,12 +63,13 @@ class WorkerKiller(threading.Thread):
 
 
 def test_killed_worker_resumes_from_its_newest_checkpoint(sweep_env, monkeypatch):
-    """Fault 1: SIGKILL the trial's worker after its first checkpoint; Ray Train restarts the worker group
-    (train.max_failures=1), the epoch counter continues from the checkpoint, and the sweep completes."""
+    """Fault 1: SIGKILL the trial's worker after its first checkpoint; its slot is rebuilt (Ray Train restarts the
+    worker group of a cold trial) within train.max_failures=1, the epoch counter continues from the checkpoint, and
+    the sweep completes."""
     monkeypatch.chdir(sweep_env.root)
     epochs = 15  # a window of several seconds in which to kill it
     path = sweep_env.write("worker-kill", 1, 1, epochs=epochs, base=["train.max_failures=1"])
-    killer = WorkerKiller(sweep_env.sweep_dir("worker-kill"), "trials/*/ray/*")
+    killer = WorkerKiller(lambda: trial_checkpoints(sweep_env.sweep_dir("worker-kill")))
     killer.start()
     code = cli.main(["sweep", str(path)])
     killer.join(timeout=5)
@@ -93,7 +91,7 @@ def test_worker_failures_beyond_max_failures_fail_the_run(sweep_env, tmp_path, m
     monkeypatch.chdir(tmp_path)
     sets = [f"--set={s}" for s in sweep_env.overrides + ["train.epochs=15", "train.max_failures=0",
                                                           f"output_dir={tmp_path}"]]
-    killer = WorkerKiller(tmp_path / "killed", "ray/*")
+    killer = WorkerKiller(lambda: registered_checkpoints(tmp_path / "killed", "ray/*"))
     killer.start()
     code = cli.main(["run", *sets, "--name", "killed"])
     killer.join(timeout=5)
@@ -149,7 +147,7 @@ def test_killed_driver_resumes_without_duplicates_or_zombies(sweep_env):
         if proc.poll() is None:
             proc.kill()
     # The Ray cluster the driver started goes down with it (its processes share the driver's fate).
-    wait_for(lambda: not _train_workers(), "the killed sweep's Ray Train workers to exit", timeout=120)
+    wait_for(lambda: not _train_workers(), "the killed sweep's training workers to exit", timeout=120)
     parents, children = sweep_env.runs(name)
     assert parents[0].info.status == "RUNNING"  # nobody could close it: the state a real crash leaves
     lost_trial = next(c.data.tags["clreg.trial_id"] for c in children if c.info.status == "RUNNING")

@@ -21,10 +21,11 @@ import pytest
 import ray
 
 from tests.orchestrator.live_services import (
+    WORKER_CLASSES,
     free_port,
-    registered_checkpoints,
     start_mlflow_server,
     stop_server,
+    trial_checkpoints,
     wait_for,
 )
 
@@ -34,7 +35,7 @@ NO_AGENT_YET = "No available agent to submit job"
 
 
 class NodeRemover(threading.Thread):
-    """Once every trial under `root` has a checkpoint, removes the node running one of the Ray Train workers."""
+    """Once every trial under `root` has a checkpoint, removes the node running one of the training workers."""
 
     def __init__(self, cluster, root: Path, trials: int) -> None:
         super().__init__(daemon=True)
@@ -47,9 +48,9 @@ class NodeRemover(threading.Thread):
         from ray.util.state import list_actors
 
         try:
-            wait_for(lambda: len(registered_checkpoints(self.root, "trials/*/ray/*")) == self.trials,
-                     "a registered checkpoint of every trial")
-            actors = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+            wait_for(lambda: len(trial_checkpoints(self.root)) == self.trials, "a checkpoint of every trial")
+            actors = [a for cls in WORKER_CLASSES
+                      for a in list_actors(filters=[("class_name", "=", cls), ("state", "=", "ALIVE")])]
             self.worker_nodes = {a.node_id for a in actors}
             node = next(n for n in self.cluster.worker_nodes if n.node_id == actors[0].node_id)
             self.cluster.remove_node(node, allow_graceful=False)
