@@ -16,8 +16,9 @@ Who does what:
   the outcome file, as `fit_to_end` does for a cold run. Optuna, Tune and MLflow see what they see for a cold
   trial.
 
-A run whose driver stops polling (Tune stopped the trial, or its actor is gone) for `HEARTBEAT_SECONDS` is
-cancelled: its workers stop at their next report and the slot serves the next trial.
+A trial Tune stops (a scheduler's decision) cancels its run; so does a run whose driver stops polling for
+`HEARTBEAT_SECONDS` (its actor is gone). The workers stop at their next report and the slot serves the next
+trial.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ from trainables.engine.job import WorkerJob
 from trainables.engine.slot_worker import RUN_CANCELLED, SlotWorker
 from trainables.engine.trainer import clear_outcome, read_outcome, worker_env
 
-# A run whose driver has not polled for this long is cancelled (its Tune trial was stopped or is gone).
-HEARTBEAT_SECONDS = 30.0
+# A run whose driver has not polled for this long is cancelled (its Tune trial's actor is gone); drivers poll every
+# `_POLL_SECONDS`.
+HEARTBEAT_SECONDS = 15.0
 _POLL_SECONDS = 0.25
 RUNNING, FINISHED, CANCELLED, FAILED = "running", "finished", "cancelled", "failed"
 
@@ -311,13 +313,29 @@ def run_in_slot(pool, job: WorkerJob, max_failures: int, relay: Callable[[dict],
 
 
 def _follow(pool, run_id: int, relay: Callable[[dict], None]) -> dict:
-    """Relay `run_id`'s reports until it ends; its last status."""
+    """Relay `run_id`'s reports until it ends; its last status.
+
+    Raises:
+        SystemExit: when Tune asked the trial to stop (what Ray raises at the trial's next report).
+    """
     import ray
 
     while True:
+        if _tune_stopped():
+            raise SystemExit(0)
         status = ray.get(pool.poll.remote(run_id))
         for metrics in status["reports"]:
             relay(metrics)
         if status["state"] != RUNNING and not status["reports"]:
             return status
         time.sleep(_POLL_SECONDS)
+
+
+def _tune_stopped() -> bool:
+    """Whether Tune asked the calling trial to stop (a scheduler's decision): its session's stop event, which Ray
+    otherwise reads only at the trial's next report. Read while waiting, so a stopped trial frees its slot at once
+    instead of after its next epoch; False outside a Tune trial."""
+    from ray.train._internal.session import get_session
+
+    event = getattr(get_session(), "stop_event", None)
+    return bool(event is not None and event.is_set())
