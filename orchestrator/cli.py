@@ -213,7 +213,7 @@ def cmd_sweep(args) -> int:
 def cmd_validate(args) -> int:
     """Every check a sweep makes before it starts, without starting anything."""
     from orchestrator.cluster import check_trial_fits, this_machine
-    from orchestrator.sweep import validate_sweep
+    from orchestrator.sweep import slot_mode, validate_sweep
 
     checked = validate_sweep(_sweep_config(args))
     cfg = checked.cfg
@@ -232,6 +232,8 @@ def cmd_validate(args) -> int:
     if checked.warm_sources:
         print(f"warm start: {', '.join(cfg.search.warm_start)} (same parameters and objectives; their finished "
               "trials are added when the sweep's study is created)")
+    mode, why = slot_mode(cfg.search, checked.space)
+    print(f"trials run on {mode} slots ({why})")
     print("\n".join(checked.data.summary_lines()))
     return 0
 

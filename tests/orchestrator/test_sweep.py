@@ -52,6 +52,7 @@ def test_four_trial_sweep_logs_trials_study_and_pareto_front(sweep_env, monkeypa
     assert cli.main(["sweep", str(sweep_env.write("four", 4, 2))]) == 0
     console = "".join(capfd.readouterr())
     assert "Pareto front" in console  # the console was captured
+    assert "sweep four: trials run on warm slots" in console  # the default: same resources for every trial
     # One line per trial start and end, with the searched parameters and the objectives.
     assert len(re.findall(r"trial [1-4]/4 started: tau=\S+ lambda=\S+ layer=last-\d lr=\S+", console)) == 4
     assert len(re.findall(r"trial [1-4]/4 done in \d+ s: forget_quality=\S+ model_utility=\S+", console)) == 4

@@ -40,12 +40,27 @@ def test_valid_sweep_prints_a_summary_with_the_rows_truncated(sweep_file, capsys
     out = capsys.readouterr().out.strip().splitlines()
     assert "valid" in out[0] and "8 trials" in out[0] and "clreg.tau" in out[0]
     assert "(sampler " in out[0]
-    assert out[1] == ("data: rows truncated at data.max_length=128 (counted with the tiny-llama tokenizer prepare "
+    assert out[1].startswith("trials run on warm slots (every trial asks for the same resources; a slot is replaced "
+                             "after 50 trials or 2 GB")
+    assert out[2] == ("data: rows truncated at data.max_length=128 (counted with the tiny-llama tokenizer prepare "
                       "trains on the benchmark text):")
     # the default synthetic benchmark: every set present, nothing truncated
-    assert [line.split(":")[0].strip() for line in out[2:]] == ["forget", "retain", "holdout", "retain_perturbed",
+    assert [line.split(":")[0].strip() for line in out[3:]] == ["forget", "retain", "holdout", "retain_perturbed",
                                                                 "real_authors", "world_facts"]
-    assert out[3].startswith("  retain: 0 of 144 rows (0.0%); longest ")
+    assert out[4].startswith("  retain: 0 of 144 rows (0.0%); longest ")
+
+
+@pytest.mark.parametrize(("slots", "expected"), [
+    (None, "trials run on cold slots (the space searches train.cpus_per_worker, so trials ask for different "
+           "resources)"),
+    ("cold", "trials run on cold slots (search.slots: cold: one Ray Train run per trial)"),
+])
+def test_a_space_that_searches_resources_runs_cold(sweep_file, capsys, slots, expected):
+    space = {"parameters": {"clreg.tau": {"type": "float", "low": 0.1, "high": 1.0},
+                            "train.cpus_per_worker": {"type": "categorical", "choices": [1, 2]}}}
+    search = {"slots": slots} if slots else {}
+    assert cli.main(["validate", str(sweep_file(space=space, search=search))]) == 0
+    assert expected in capsys.readouterr().out
 
 
 def test_summary_names_the_methods_a_space_grids_over(sweep_file, capsys):

@@ -144,6 +144,12 @@ CASES: dict[str, tuple[Build, list[str]]] = {
                             ["search.max_concurrent", "less than or equal to 1024"]),
     "unknown-search-order": (sweep_with(search__order="fifo"),
                              ["sweep.yaml: search.order", "'deterministic' or 'async'"]),
+    "unknown-slots": (sweep_with(search__slots="hot"), ["sweep.yaml: search.slots", "'warm' or 'cold'"]),
+    "warm-slots-searching-resources": (
+        sweep_with(search__slots="warm",
+                   space={"parameters": {"train.num_workers": {"type": "categorical", "choices": [1, 2]}}}),
+        ["search.slots: warm needs every trial to ask for the same resources", "searches train.num_workers",
+         "allowed: cold, or leave search.slots unset"]),
     "num-authors-1e6": (trial_set("data.benchmark=synthetic-tofu", "data.path=null",
                                   "data.synthetic.num_authors=1000000"),
                         ["data.synthetic.num_authors: Input should be less than or equal to 10000"]),
