@@ -103,7 +103,6 @@ CASES = {
     "npo": ("npo", 1, 0, {}),  # the first to need the reference model: the slot keeps it for the next two
     "rmu+clreg": ("rmu", 1, 0, {"method": {"layer": 2}}),
     "dpo": ("dpo", 1, 0, {}),
-    "pdu": ("pdu", 1, 0, {"method": {"eps": 1.0}}),
     "graddiff+lora": ("graddiff", 1, 0, {"model": LoraConfig(rank=4)}),
     "npo-zero2": ("npo", 2, 2, {}),
     "npo-zero3": ("npo", 2, 3, {}),
@@ -176,8 +175,7 @@ def test_a_slot_is_recycled_after_its_trials(prepared, base_cfg):
         root = Path(base_cfg.output_dir) / "recycle"
         cfg = _trial(base_cfg, "graddiff", train={"epochs": 1})
         run_in_slot(pool, _job(cfg, prepared, root / "a"), max_failures=0, relay=lambda _: None)
-        assert ray.get(pool.stats.remote()) == []  # recycled after its one trial
-        run_in_slot(pool, _job(cfg, prepared, root / "b"), max_failures=0, relay=lambda _: None)
+        assert ray.get(pool.stats.remote()) == []  # recycled after its one trial: no slot left holding CPUs
     finally:
         ray.get(pool.shutdown.remote())
         ray.kill(pool)
