@@ -32,8 +32,8 @@ from pathlib import Path
 
 from trainables.config import TrainConfig
 from trainables.engine.job import WorkerJob
-from trainables.engine.slot_worker import RUN_CANCELLED, SlotWorker
-from trainables.engine.trainer import clear_outcome, read_outcome, worker_env
+from trainables.engine.outcome import clear_outcome, read_outcome
+from trainables.report_keys import RUN_CANCELLED
 
 # A run whose driver has not polled for this long is cancelled (its Tune trial's actor is gone); drivers poll every
 # `_POLL_SECONDS`.
@@ -57,6 +57,8 @@ class SlotShape:
 
     @classmethod
     def of(cls, train: TrainConfig) -> SlotShape:
+        from trainables.engine.trainer import worker_env
+
         return cls(train.num_workers, train.cpus_per_worker, train.gpus_per_worker,
                    worker_env(train.gpus_per_worker > 0))
 
@@ -169,6 +171,8 @@ class SlotPool:
         import ray
         from ray.util.placement_group import placement_group, remove_placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        from trainables.engine.slot_worker import SlotWorker
 
         s = self.shape
         bundle = {"CPU": s.cpus, **({"GPU": s.gpus} if s.gpus else {})}

@@ -1,8 +1,9 @@
 """The sweep driver: validate everything, prepare once, then Ray Tune runs Optuna's trials, MLflow records them.
 
-Each Tune trial is a small function (`trial_driver`) that turns the sampled parameters into the trial's resolved
-record (`trial.json`) and runs the same Ray Train + DeepSpeed job as `clreg-sweep run`, forwarding rank 0's
-per-epoch reports to Tune and reporting the result its seeds' outcome files hold. The sweep
+Each Tune trial is a small function (`orchestrator.trial_driver`) that turns the sampled parameters into the
+trial's resolved record (`trial.json`) and runs the trial's DeepSpeed job in a warm slot (`orchestrator.slots`) or
+as a Ray Train run like `clreg-sweep run`, forwarding rank 0's per-epoch reports to Tune and reporting the result
+its seeds' outcome files hold. The sweep
 directory holds everything needed to resume or report: the resolved sweep file, the Optuna study (SQLite unless an
 RDB URL is given), Tune's experiment state and each trial's outputs.
 """
@@ -31,13 +32,14 @@ from orchestrator.run_record import RunRecord, collect
 from orchestrator.search_check import check_candidates, check_early_stopping, check_metrics
 from orchestrator.sweep_config import SearchConfig, SweepConfig
 from orchestrator.sweep_state import STATE_FILE, read_state
-from orchestrator.trial_record import build_record, record_for, resolve_point, write_record
+from orchestrator.trial_driver import trial_driver
+from orchestrator.trial_record import build_record
 from orchestrator.warm_start import WarmStartError, check_sources, warm_trials
 from orchestrator.writable import write_problem
 from search_spaces.presets import load_preset
 from search_spaces.space import SearchSpace, is_grid
 from trainables.atomic_files import write_bytes_atomic, write_json_atomic
-from trainables.report_keys import DIVERGED, DIVERGENCE_REASON
+from trainables.report_keys import DIVERGED
 
 SWEEP_FILE = "sweep.yaml"
 TUNE_NAME = "tune"
@@ -230,54 +232,6 @@ def sweep_tracking_uri(cfg: SweepConfig) -> str:
     """The MLflow store the sweep logs to: `mlflow.tracking_uri`, else $MLFLOW_TRACKING_URI, else `mlflow.db` in
     the working directory."""
     return cfg.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or tracking.default_tracking_uri(Path.cwd())
-
-
-def trial_driver(params: dict, *, base: dict, target_dir: str, oracle_reference: str | None,
-                 attack_reference: str | None, trials_dir: str, repeat_seeds: list[int], num_layers: int,
-                 slot_pool: str | None = None) -> None:
-    """One Tune trial: the sampled `params` applied to `base`, run as a DeepSpeed job in a warm slot of the actor
-    named `slot_pool` (`orchestrator.slots`), or as a Ray Train run of its own (None: cold).
-
-    The trial's record (`trial_record.build_record`) is written to `trials/<id>/trial.json` before training. One
-    run trains the trial's seeds (one, or a sampled space's `repeat_seeds`) one after the other, each into
-    `trials/<id>/seed-<s>/`; rank 0's per-epoch reports reach Tune (relayed by `run_in_slot`, or Ray Train's
-    `TuneReportCallback`), and the trial's final result, read from the seeds' outcome files
-    (`orchestrator.repeats`), is reported once at the end.
-    """
-    from ray import tune
-
-    from orchestrator.repeats import run_seeds
-    from trainables.engine.worker import NonFiniteLossError, WorkerJob
-
-    trial_id = tune.get_context().get_trial_id()
-    out = Path(trials_dir) / trial_id
-    cfg = resolve_point(base, params, repeat_seeds)
-    record = record_for(trial_id, cfg, params, repeat_seeds, num_layers)
-    write_record(record, out)
-
-    def fit(pending: list[int]) -> dict:
-        job = WorkerJob(trial=cfg, task="unlearn", model_dir=target_dir, output_dir=str(out),
-                        oracle_reference=oracle_reference, attack_reference=attack_reference, seeds=pending)
-        if slot_pool:
-            import ray
-
-            from orchestrator.slots import run_in_slot
-
-            return run_in_slot(ray.get_actor(slot_pool), job, cfg.train.max_failures, tune.report)
-        from ray.tune.integration.ray_train import TuneReportCallback
-
-        from trainables.engine.trainer import build_trainer, fit_to_end
-
-        return fit_to_end(build_trainer(job, storage_path=str(out / "ray"), name=f"trial-{trial_id}",
-                                        callbacks=[TuneReportCallback()]), out)
-
-    try:
-        final = run_seeds(record.seeds, out, fit)
-    except NonFiniteLossError as diverged:
-        # An outcome of the sampled point, not a fault: reported (Optuna FAIL, MLflow FAILED with the reason)
-        # instead of raised, so Tune does not retry a trial that would diverge again.
-        final = {DIVERGED: 1, DIVERGENCE_REASON: str(diverged)}
-    tune.report(final)
 
 
 @dataclass

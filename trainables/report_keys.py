@@ -12,6 +12,10 @@ TRIAL_COMPLETE = "trial_complete"
 # In the report a run ends with when its loss became NaN or inf, beside "divergence" (the reason, a string).
 DIVERGED = "diverged"
 DIVERGENCE_REASON = "divergence"
+# What a warm slot's worker returns for a run: it ended (finished or diverged: the outcome file says which), or the
+# slot pool cancelled it.
+RUN_FINISHED = "finished"
+RUN_CANCELLED = "cancelled"
 # Rank 0 writes a run's last report (final metrics, or the divergence) to this file in the run's output directory:
 # Ray Train's `Result.metrics` holds the newest *checkpointed* report only, which is the last epoch's.
 OUTCOME_FILE = "run_outcome.json"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainables.engine.trainer import fixed_costs
+from trainables.engine.outcome import fixed_costs
 
 
 def test_fixed_costs_split_a_run_and_take_the_clock_readings_out():

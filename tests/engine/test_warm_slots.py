@@ -21,8 +21,9 @@ from orchestrator.config_files import load_config
 from orchestrator.prepare import prepare
 from orchestrator.slots import SlotShape, run_in_slot, start_pool
 from trainables.config import LoraConfig, TrialConfig
+from trainables.engine.job import WorkerJob
+from trainables.engine.outcome import NonFiniteLossError
 from trainables.engine.trainer import build_trainer, fit_to_end
-from trainables.engine.worker import NonFiniteLossError, WorkerJob
 
 pytestmark = pytest.mark.slow
 

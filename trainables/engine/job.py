@@ -1,13 +1,18 @@
-"""What a Ray Train worker is asked to do (`WorkerJob`), where it runs (`WorkerPlace`), and its set-up clock."""
+"""What a run's workers are asked to do (`WorkerJob`), where one runs (`WorkerPlace`), and its set-up clock.
+
+The Tune trial driver builds a `WorkerJob` too, so this module imports torch only where a worker needs it.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-
-import torch
+from typing import TYPE_CHECKING
 
 from trainables.config import TrialConfig
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -41,6 +46,7 @@ class WorkerPlace:
     def current(cls, cfg: TrialConfig) -> WorkerPlace:
         """The place Ray Train gave this process (a GPU when the trial asks for one and there is one)."""
         import ray.train
+        import torch
 
         ctx = ray.train.get_context()
         device = torch.device("cpu")

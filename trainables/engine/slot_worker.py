@@ -23,9 +23,7 @@ from pathlib import Path
 from trainables.engine.job import SetupClock, WorkerJob, WorkerPlace
 from trainables.engine.resident import Resident
 from trainables.engine.sessions import SlotSession, TrialCancelled
-
-RUN_FINISHED = "finished"
-RUN_CANCELLED = "cancelled"
+from trainables.report_keys import RUN_CANCELLED, RUN_FINISHED
 
 
 class SlotWorker:

@@ -25,11 +25,6 @@ from trainables.report_keys import VERBOSE_ENV
 RECIPES = {"unlearn": unlearn.run, "finetune": finetune.run, "attack": attack.run}
 
 
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or inf: the run stops at once instead of training on garbage, and is not retried
-    (raised on the driver by `trainables.engine.trainer.fit_to_end`)."""
-
-
 def train_worker(job_dict: dict) -> None:
     """Ray Train entry point (`train_loop_per_worker`): set up, then run the recipe of `job.task`."""
     clock = SetupClock()
