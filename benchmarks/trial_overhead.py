@@ -56,7 +56,8 @@ def _floor_run(cfg, work: Path) -> dict[str, float]:
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from trainables.engine.trainer import WORKER_ENV, fixed_costs
+    from trainables.engine.outcome import fixed_costs
+    from trainables.engine.trainer import WORKER_ENV
 
     out = work / f"floor-{time.time_ns()}.json"
     trainer = TorchTrainer(
