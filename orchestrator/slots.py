@@ -89,17 +89,22 @@ class SlotPool:
         shape: every slot's workers and resources (warm slots need every trial to ask for the same).
         recycle_trials: a slot is replaced after serving this many trials.
         max_growth_bytes: ... or when a worker's resident memory grew this much since the slot's first trial.
+        prebuild: slots to build at once, in the background (the sweep's concurrency), so their processes start
+            while Tune starts its own; a trial that finds none idle waits for one being built.
     """
 
-    def __init__(self, shape: SlotShape, recycle_trials: int, max_growth_bytes: int) -> None:
+    def __init__(self, shape: SlotShape, recycle_trials: int, max_growth_bytes: int, prebuild: int = 0) -> None:
         self.shape, self.recycle_trials, self.max_growth_bytes = shape, recycle_trials, max_growth_bytes
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._slots: dict[int, _Slot] = {}
-        self._idle: set[int] = set()  # built slots waiting for a run
+        self._idle: set[int] = set()  # built slots waiting for a run (or ended ones, rebuilt by the next `start`)
+        self._building: set[int] = set(range(prebuild))  # being built in the background
         self._runs: dict[int, _Run] = {}
         self._next_run = 0
         self._stopped = False
         threading.Thread(target=self._watch, daemon=True, name="slot-watch").start()
+        for index in range(prebuild):
+            threading.Thread(target=self._prebuild, args=(index,), daemon=True, name=f"slot-{index}-build").start()
 
     def start(self, job_dict: dict) -> int:
         """Start `job_dict` (a `WorkerJob`) in an idle slot, or a new one; the run's id.
@@ -111,6 +116,8 @@ class SlotPool:
         import ray
 
         with self._lock:
+            while not self._idle and self._building:
+                self._lock.wait(timeout=1.0)
             index = min(self._idle) if self._idle else _new_index(self._slots, self._runs)
             self._idle.discard(index)
             run_id, self._next_run = self._next_run, self._next_run + 1
@@ -195,6 +202,21 @@ class SlotPool:
             self._slots[index] = slot
         return slot
 
+    def _prebuild(self, index: int) -> None:
+        """Build slot `index` ahead of the trials; a failure is left to the `start` that next needs a slot (it
+        builds one itself and raises what fails)."""
+        try:
+            self._build(index)
+            built = True
+        except Exception as e:  # noqa: BLE001 (reported, and retried by `start`)
+            print(f"slot {index}: could not be built ahead of the trials: {_summary(e)}", flush=True)
+            built = False
+        with self._lock:
+            self._building.discard(index)
+            if built and not self._stopped:
+                self._idle.add(index)
+            self._lock.notify_all()
+
     def _end_slot(self, index: int) -> None:
         """Kill slot `index`'s workers and free its resources; its index is built afresh by the next `start`."""
         import ray
@@ -204,6 +226,7 @@ class SlotPool:
             slot = self._slots.pop(index, None)
             if not self._stopped:
                 self._idle.add(index)
+                self._lock.notify_all()
         if slot is None:
             return
         for w in slot.workers:
@@ -259,6 +282,7 @@ class SlotPool:
             return
         with self._lock:
             self._idle.add(index)
+            self._lock.notify_all()
 
 
 def _new_index(slots: dict[int, _Slot], runs: dict[int, _Run]) -> int:
@@ -273,16 +297,16 @@ def _summary(error: BaseException) -> str:
     return (lines[-1] if lines else type(error).__name__)[:300]
 
 
-def start_pool(name: str, shape: SlotShape, recycle_trials: int, max_growth_gb: float):
+def start_pool(name: str, shape: SlotShape, recycle_trials: int, max_growth_gb: float, prebuild: int = 0):
     """The sweep's `SlotPool` actor, named `name` (trial drivers look it up), on this (the driver's) node, so it
-    lives as long as the sweep does."""
+    lives as long as the sweep does; `prebuild` slots start building at once."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = ray.get_runtime_context().get_node_id()
     return ray.remote(SlotPool).options(
         name=name, num_cpus=0, max_concurrency=64, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
-    ).remote(shape, recycle_trials, int(max_growth_gb * 2**30))
+    ).remote(shape, recycle_trials, int(max_growth_gb * 2**30), prebuild)
 
 
 def run_in_slot(pool, job: WorkerJob, max_failures: int, relay: Callable[[dict], None],

@@ -194,9 +194,10 @@ def slot_mode(search: SearchConfig, space: SearchSpace) -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def trial_slots(cfg: SweepConfig, mode: str):
+def trial_slots(cfg: SweepConfig, mode: str, num_trials: int):
     """The name of the sweep's slot pool while it runs (warm), or None (cold); the pool and its slots end with the
-    block, so what runs after the trials (front attacks) gets their CPUs/GPUs back."""
+    block, so what runs after the trials (front attacks) gets their CPUs/GPUs back. The pool starts building as
+    many slots as trials will run at once, while Tune starts."""
     if mode != "warm":
         yield None
         return
@@ -206,7 +207,7 @@ def trial_slots(cfg: SweepConfig, mode: str):
 
     name = f"clreg-slots-{cfg.name}-{os.getpid()}"
     pool = start_pool(name, SlotShape.of(cfg.base.train), cfg.search.slot_recycle_trials,
-                      cfg.search.slot_max_growth_gb)
+                      cfg.search.slot_max_growth_gb, prebuild=min(cfg.search.max_concurrent, num_trials))
     try:
         yield name
     finally:
@@ -310,7 +311,7 @@ def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool 
         mode, why = slot_mode(cfg.search, checked.space)
         log(f"sweep {cfg.name}: trials run on {mode} slots ({why})")
         # Where a restored searcher finds the study: this folder's, also when the folder has moved since it started.
-        with study_url_for_restore(paths.optuna_url(cfg)), trial_slots(cfg, mode) as slot_pool:
+        with study_url_for_restore(paths.optuna_url(cfg)), trial_slots(cfg, mode, checked.num_trials) as slot_pool:
             results = _tuner(checked, paths, prepared, attack_ref, runs, resume, record, markers, bounds, log,
                              oracle_value, slot_pool).fit()
         # Stopped before every trial ended (Ctrl-C): the parent run must not look complete; `resume` reopens it.

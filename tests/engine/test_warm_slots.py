@@ -53,7 +53,8 @@ def prepared(cluster, base_cfg):
 
 @pytest.fixture(scope="module")
 def pools(cluster, base_cfg):
-    """One pool per worker count, built on first use; ended with the module."""
+    """One pool per worker count, made on first use (building its first slot ahead, as a sweep's does); ended
+    with the module."""
     import ray
 
     made: dict[int, object] = {}
@@ -62,7 +63,7 @@ def pools(cluster, base_cfg):
         if workers not in made:
             train = base_cfg.train.model_copy(update={"num_workers": workers})
             made[workers] = start_pool(f"test-slots-{workers}", SlotShape.of(train), recycle_trials=100,
-                                       max_growth_gb=100)
+                                       max_growth_gb=100, prebuild=1)
         return made[workers]
 
     yield pool

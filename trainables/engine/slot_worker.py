@@ -23,6 +23,7 @@ from pathlib import Path
 from trainables.engine.job import SetupClock, WorkerJob, WorkerPlace
 from trainables.engine.resident import Resident
 from trainables.engine.sessions import SlotSession, TrialCancelled
+from trainables.engine.worker import quiet_library_logs, run_job
 from trainables.report_keys import RUN_CANCELLED, RUN_FINISHED
 
 
@@ -30,8 +31,6 @@ class SlotWorker:
     """Rank `rank` of a slot of `world` ranks (a Ray actor: `ray.remote(SlotWorker)`), on a GPU when `use_gpu`."""
 
     def __init__(self, rank: int, world: int, use_gpu: bool) -> None:
-        from trainables.engine.worker import quiet_library_logs
-
         quiet_library_logs()
         import deepspeed  # noqa: F401  (imported once per slot: a cold run's "import" phase)
 
@@ -66,8 +65,6 @@ class SlotWorker:
         to the pool, which ends the slot.
         """
         import torch
-
-        from trainables.engine.worker import run_job
 
         clock = SetupClock()
         clock.lap("import")
