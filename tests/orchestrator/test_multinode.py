@@ -88,7 +88,8 @@ def test_ray_job_sweep_on_three_nodes_survives_a_lost_node(sweep_env, tmp_path):
             done = subprocess.run(submit, cwd=sweep_env.root, capture_output=True, text=True, timeout=300)
             return None if NO_AGENT_YET in done.stderr else done
 
-        result = wait_for(submitted, "a Ray job agent to accept the submission", timeout=120)
+        # The agents start with their nodes; on a busy 2-core machine that took more than 120 s once (2026-12-06).
+        result = wait_for(submitted, "a Ray job agent to accept the submission", timeout=300)
         assert result.returncode == 0, result.stderr
         jobs = JobSubmissionClient(dashboard)
         status = wait_for(lambda: (s := jobs.get_job_status(name)).is_terminal() and s, "the job")
