@@ -16,10 +16,10 @@ sampler seed, multivariate TPE over the `clreg-default` space (the quickstart's 
 - `best_hv`: Optuna is told the evaluation `orchestrator.candidates.pick("best_hv")` picks, the front over every
   evaluation (`search.trial_value: best_hv`);
 - `stopping`: Optuna is told the last evaluation; at every evaluation but the last, a trial that another trial beat
-  at the same evaluation (`orchestrator.early_stopping.dominated_by`, margin 0, grace one evaluation) is stopped
-  and told PRUNED, and new trials start while a whole trial's steps are left in the budget; the front is over the
-  finished trials' last evaluations (`stopping`) or all their evaluations (`stopping+candidates`), as in a sweep,
-  where a stopped trial is never on the front.
+  at the same evaluation (`orchestrator.early_stopping.dominated_by`; `--margin` 0 and `--grace` one evaluation by
+  default) is stopped and told PRUNED, and new trials start while a whole trial's steps are left in the budget;
+  the front is over the finished trials' last evaluations (`stopping`) or all their evaluations
+  (`stopping+candidates`), as in a sweep, where a stopped trial is never on the front.
 
 A point's training is deterministic (seeded), so each sampled point is trained once, in full, and a stopped trial
 is charged only the steps before its stop. The budget is `--trials x --steps` steps; the hypervolume is
@@ -110,9 +110,11 @@ class Runner:
         return Trained({} if failure else evaluations, failure, total - spent["eval"], spent["eval"])
 
 
-def run_variant(runner: Runner, variant: str, seed: int, budget_steps: int) -> list[dict]:
+def run_variant(runner: Runner, variant: str, seed: int, budget_steps: int, margin: float = 0.0,
+                grace: int = 1) -> list[dict]:
     """One seeded TPE study of `variant` until `budget_steps` training steps are spent; one record per trial with
-    the steps it was charged and the evaluations the front may use."""
+    the steps it was charged and the evaluations the front may use. `margin` and `grace` (in evaluations) are the
+    stopping variants' `search.early_stopping.margin` and `grace_epochs`."""
     import optuna
 
     from orchestrator.candidates import pick
@@ -140,7 +142,8 @@ def run_variant(runner: Runner, variant: str, seed: int, budget_steps: int) -> l
                 point = trained.evaluations[at]
                 others = list(rungs.get(at, []))
                 rungs.setdefault(at, []).append(point)
-                if at != runner.objective.steps and at >= runner.every and dominated_by(point, others, MAXIMIZE, 0.0):
+                if (at != runner.objective.steps and at >= grace * runner.every
+                        and dominated_by(point, others, MAXIMIZE, margin)):
                     steps, state = at, "PRUNED"
                     kept = {s: v for s, v in kept.items() if s <= at}
                     break
@@ -275,6 +278,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, default=5, help="sampler seeds 0..seeds-1")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="optimizer steps per trial")
     p.add_argument("--every", type=int, default=25, help="evaluate every this many steps (and after the last)")
+    p.add_argument("--margin", type=float, default=0.0, help="early stopping's margin (search.early_stopping.margin)")
+    p.add_argument("--grace", type=int, default=1,
+                   help="early stopping's grace in evaluations (search.early_stopping.grace_epochs)")
     p.add_argument("--variants", nargs="+", default=["final", "best_hv", "stopping"],
                    choices=["final", "best_hv", "stopping"],
                    help="studies to run (candidates and stopping+candidates read final's and stopping's)")
@@ -287,10 +293,12 @@ def main(argv: list[str] | None = None) -> None:
     runner = Runner(build_objective(args.cache_dir, args.steps, [0], args.set), args.every)
     setup = time.perf_counter() - started
     budget = args.trials * args.steps
-    records = [r for seed in range(args.seeds) for v in args.variants for r in run_variant(runner, v, seed, budget)]
+    records = [r for seed in range(args.seeds) for v in args.variants
+               for r in run_variant(runner, v, seed, budget, args.margin, args.grace)]
     trained = list(runner.cache.values())
     settings = {"preset": PRESET, "sampler": "tpe", "steps": args.steps, "every": args.every, "trials": args.trials,
                 "sampler_seeds": list(range(args.seeds)), "variants": args.variants, "threads": args.threads,
+                "stopping": {"margin": args.margin, "grace_evaluations": args.grace},
                 "overrides": args.set, "objectives": list(OBJECTIVES), "reference": [0.0, 0.0]}
     costs = {"points_trained": len(trained), "setup_seconds": setup, "wall_seconds": time.perf_counter() - started,
              "median_train_seconds": statistics.median(t.train_seconds for t in trained),

@@ -67,3 +67,13 @@ def test_summary_reads_the_shared_studies():
     assert set(summary) == {"final", "candidates", "stopping", "stopping+candidates"}
     assert summary["candidates"][12]["median"] >= summary["final"][12]["median"]
     assert "| candidates |" in sc.format_table(summary, steps=6)
+
+
+def test_margin_and_grace_are_the_stopping_rules_knobs():
+    def stopped(**knobs) -> int:
+        records = sc.run_variant(_StandIn(), "stopping", seed=1, budget_steps=48, **knobs)
+        return sum(r["state"] == "PRUNED" for r in records)
+
+    assert stopped(margin=0.0) > 0
+    assert stopped(margin=2.0) == 0  # no trial beats another by 2 on objectives within [0, 1]
+    assert stopped(grace=3) == 0  # the third evaluation is the last, where a trial is never stopped
