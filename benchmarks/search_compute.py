@@ -213,22 +213,51 @@ def summarize(records: Sequence[dict], budgets: Sequence[int], seeds: Sequence[i
         out[variant] = {}
         for budget in budgets:
             hvs = [hv_at([r for r in chosen if r["seed"] == s], uses_candidates(variant), budget) for s in seeds]
-            out[variant][budget] = {"median": statistics.median(hvs), "min": min(hvs), "max": max(hvs),
-                                    "per_seed": hvs}
+            out[variant][budget] = _spread(hvs)
     return out
 
 
-def format_table(summary: dict[str, dict[int, dict]], steps: int) -> str:
+def _spread(hvs: list[float]) -> dict:
+    return {"median": statistics.median(hvs), "min": min(hvs), "max": max(hvs), "per_seed": hvs}
+
+
+def thinned(records: Sequence[dict], keep_every: int) -> list[dict]:
+    """The records with only the evaluations a trial evaluating every `keep_every` steps would have made (and its
+    last). Exact for the `final` study: what Optuna is told there, and so its trials, do not depend on them."""
+    out = []
+    for r in records:
+        evaluations = {int(s): v for s, v in r["evaluations"].items()}
+        kept = {s: v for s, v in evaluations.items() if s % keep_every == 0 or s == max(evaluations)}
+        out.append({**r, "evaluations": {str(s): v for s, v in kept.items()}})
+    return out
+
+
+def by_evaluations(records: Sequence[dict], budgets: Sequence[int], seeds: Sequence[int], steps: int,
+                   every: int) -> dict[int, dict[int, dict]]:
+    """Evaluations a trial -> budget -> hypervolume over seeds of the `final` study's trials with epoch candidates,
+    had the trials evaluated every k x `every` steps (k x `every` dividing `steps`; one evaluation: no candidates).
+    Why: how much candidates add depends on how finely a trial is evaluated; the same trials show it for free."""
+    final = variant_records(records, "final")
+    grids = [k * every for k in range(1, steps // every + 1) if steps % (k * every) == 0]
+    out: dict[int, dict[int, dict]] = {}
+    for grid in grids:
+        chosen = thinned(final, grid)
+        out[steps // grid] = {b: _spread([hv_at([r for r in chosen if r["seed"] == s], True, b) for s in seeds])
+                              for b in budgets}
+    return out
+
+
+def format_table(summary: dict, steps: int, label: str = "variant") -> str:
     budgets = sorted(next(iter(summary.values())))
-    lines = ["| variant | " + " | ".join(f"{b} steps ({b // steps} trials)" for b in budgets) + " |",
+    lines = [f"| {label} | " + " | ".join(f"{b} steps ({b // steps} trials)" for b in budgets) + " |",
              "|---|" + "---|" * len(budgets)]
-    for variant, by_budget in summary.items():
+    for row, by_budget in summary.items():
         cells = [f"{v['median']:.4f} ({v['min']:.4f}-{v['max']:.4f})" for v in (by_budget[b] for b in budgets)]
-        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def plot(records: Sequence[dict], seeds: Sequence[int], budget: int, steps: int, path: Path, title: str) -> None:
+def plot(records: Sequence[dict], seeds: Sequence[int], budget: int, path: Path, title: str) -> None:
     """Median hypervolume over seeds against training steps spent, one line per variant, min-max band."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -236,15 +265,16 @@ def plot(records: Sequence[dict], seeds: Sequence[int], budget: int, steps: int,
     fig = Figure(figsize=(8, 5))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    xs = list(range(steps // 3 or 1, budget + 1, steps // 3 or 1))
+    xs = sorted({0, budget} | {r["spent"] for r in records if r["spent"] <= budget})  # where a front can change
     for index, variant in enumerate(VARIANTS):
         chosen = variant_records(records, variant)
         if not chosen:
             continue
         cols = [[hv_at([r for r in chosen if r["seed"] == s], uses_candidates(variant), x) for s in seeds] for x in xs]
         color = f"C{index}"
-        ax.plot(xs, [statistics.median(c) for c in cols], color=color, lw=2, label=f"{variant}: median")
-        ax.fill_between(xs, [min(c) for c in cols], [max(c) for c in cols], color=color, alpha=0.08)
+        ax.plot(xs, [statistics.median(c) for c in cols], color=color, lw=2, label=f"{variant}: median",
+                drawstyle="steps-post")
+        ax.fill_between(xs, [min(c) for c in cols], [max(c) for c in cols], color=color, alpha=0.08, step="post")
     ax.set_xlabel("training steps spent")
     ax.set_ylabel("hypervolume of the front (ref (0, 0))")
     ax.set_title(title, fontsize=8)
@@ -262,11 +292,16 @@ def report(records: list[dict], settings: dict, costs: dict, host: dict, out: Pa
     summary = summarize(records, budgets, seeds)
     print(f"\nhypervolume after a budget of training steps, median (min-max) over {len(seeds)} sampler seeds:")
     print(format_table(summary, steps))
+    density = by_evaluations(records, budgets, seeds, steps, settings["every"]) if "final" in summary else {}
+    if density:
+        print("\nthe final study's trials with epoch candidates, by evaluations a trial (1: final only):")
+        print(format_table(density, steps, label="evaluations a trial"))
     print(f"costs: {json.dumps(costs)}")
     write_result(out, {"benchmark": "search_compute", "machine": host, "settings": settings, "costs": costs,
                        "summary": {v: {str(b): s for b, s in by.items()} for v, by in summary.items()},
+                       "by_evaluations": {str(n): {str(b): s for b, s in by.items()} for n, by in density.items()},
                        "points": records})
-    plot(records, seeds, steps * trials, steps, out.with_suffix(".png"),
+    plot(records, seeds, steps * trials, out.with_suffix(".png"),
          f"TPE over {settings['preset']}, {steps} SimNPO+CLReg steps a trial, evaluated every {settings['every']}; "
          f"median and min-max over {len(seeds)} sampler seeds")
 

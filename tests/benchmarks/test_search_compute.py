@@ -77,3 +77,14 @@ def test_margin_and_grace_are_the_stopping_rules_knobs():
     assert stopped(margin=0.0) > 0
     assert stopped(margin=2.0) == 0  # no trial beats another by 2 on objectives within [0, 1]
     assert stopped(grace=3) == 0  # the third evaluation is the last, where a trial is never stopped
+
+
+def test_by_evaluations_spans_final_only_to_every_candidate_of_the_same_trials():
+    records = sc.run_variant(_StandIn(), "final", seed=0, budget_steps=24)
+    summary = sc.summarize(records, [12, 24], seeds=[0])
+    density = sc.by_evaluations(records, [12, 24], seeds=[0], steps=6, every=2)
+    assert sorted(density) == [1, 3]  # every 2 steps, or only the last (4 does not divide 6)
+    for budget in (12, 24):
+        assert density[1][budget]["median"] == summary["final"][budget]["median"]
+        assert density[3][budget]["median"] == summary["candidates"][budget]["median"]
+    assert [set(r["evaluations"]) for r in sc.thinned(records, 6)] == [{"6"}] * 4
