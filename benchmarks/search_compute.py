@@ -23,10 +23,16 @@ sampler seed, multivariate TPE over the `clreg-default` space (the quickstart's 
 
 A point's training is deterministic (seeded), so each sampled point is trained once, in full, and a stopped trial
 is charged only the steps before its stop. The budget is `--trials x --steps` steps; the hypervolume is
-`orchestrator.pareto.hypervolume` with the sweep's default reference (0, 0).
+`orchestrator.pareto.hypervolume` with the sweep's default reference (0, 0). A second table thins the `final`
+study's evaluations (every 2nd, 5th, ... and the last): the front those same trials would have had with fewer
+evaluations a trial, down to one (final only).
 
     flock /tmp/clreg-ray.lock .venv/bin/python -m benchmarks.search_compute [--trials 16] [--seeds 5] [--steps 75]
-        [--every 25]
+        [--every 25] [--variants final best_hv stopping] [--margin 0] [--grace 1] [--out FILE]
+
+The README's runs: the defaults (`search_compute.json`); `--steps 80 --every 8 --seeds 7 --variants final best_hv`
+(`search_compute_every8.json`); `--steps 100 --every 10 --seeds 7 --variants final` (`search_compute_steps100.json`);
+`--steps 80 --every 8 --seeds 7 --variants final stopping --margin 0.05 --grace 2` (`search_compute_stopping.json`).
 """
 
 from __future__ import annotations
