@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from contextlib import contextmanager
 
@@ -10,6 +11,47 @@ from orchestrator.console_log import VERBOSE_ENV, is_verbose, ray_logging_level
 
 # Seconds between a Ray Train controller's polls of its workers on a local cluster (see `ray_cluster`).
 LOCAL_HEALTH_CHECK_INTERVAL_S = "0.25"
+# The titles of the per-node agent processes a raylet starts (and which outlive a SIGKILLed local cluster).
+RAY_AGENT_TITLES = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
+
+
+def orphaned_ray_agents() -> list:
+    """This user's Ray agent processes whose raylet is gone: an agent's parent is the raylet that started it, so one
+    whose parent is anything else (init, after the raylet died) serves no cluster."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline", "uids"]):
+        try:
+            cmdline = " ".join(proc.info["cmdline"] or [])
+            if proc.info["uids"].real != os.getuid() or not any(t in cmdline for t in RAY_AGENT_TITLES):
+                continue
+            parent = proc.parent()
+            if parent is None or "raylet" not in " ".join(parent.cmdline()):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def end_orphaned_ray_agents() -> list[int]:
+    """SIGKILL the orphaned Ray agents (`orphaned_ray_agents`) and return their PIDs.
+
+    Why: when a local cluster's driver is SIGKILLed (an OOM kill, `kill -9` of a sweep), Ray 2.60 leaves that
+    node's dashboard and runtime-env agents running. They keep the agent ports, and the next local cluster on the
+    machine never gets a job agent. A local cluster's start ends them first.
+    """
+    import psutil
+
+    killed = []
+    for proc in orphaned_ray_agents():
+        try:
+            proc.kill()
+            killed.append(proc)
+        except psutil.NoSuchProcess:
+            continue
+    psutil.wait_procs(killed, timeout=10)
+    return [proc.pid for proc in killed]
 
 
 @contextmanager
@@ -26,7 +68,8 @@ def ray_cluster(address: str | None = None, num_cpus: int | None = None):
 
     A local cluster's Ray Train controllers poll their workers every `LOCAL_HEALTH_CHECK_INTERVAL_S` instead of
     Ray's 2 s, which a finished run otherwise waits out: about 3 s less per trial (benchmarks/trial_overhead.py).
-    The processes of a local cluster inherit this environment; a joined cluster keeps its own settings.
+    The processes of a local cluster inherit this environment; a joined cluster keeps its own settings. Before a
+    local cluster starts, the agents a killed one left behind are ended (`end_orphaned_ray_agents`).
     """
     import ray
 
@@ -44,6 +87,11 @@ def ray_cluster(address: str | None = None, num_cpus: int | None = None):
         verbose_env = {"env_vars": {VERBOSE_ENV: "1"}} if is_verbose() else None
         ray.init(address=address, log_to_driver=True, logging_level=level, runtime_env=verbose_env)
     else:
+        ended = end_orphaned_ray_agents()
+        if ended:
+            print(f"warning: ended {len(ended)} Ray agent process(es) that a killed local cluster left running "
+                  f"(PIDs {', '.join(map(str, ended))}): they held the ports a new cluster's agents need",
+                  file=sys.stderr, flush=True)
         os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", LOCAL_HEALTH_CHECK_INTERVAL_S)
         ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=True,
                  logging_level=level)

@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from orchestrator import cli
+from orchestrator.cluster import orphaned_ray_agents
 from tests.orchestrator.live_services import (
     WORKER_CLASSES,
     free_port,
@@ -40,19 +41,6 @@ def _train_workers() -> list[psutil.Process]:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return found
-
-
-def _end_orphaned_agents() -> None:
-    """SIGKILL the killed cluster's dashboard and runtime-env agents, which Ray leaves running (reparented to init;
-    seen with Ray 2.60 at 8d043df too, before warm slots): they keep the agent ports, and a later cluster on this
-    machine (the multi-node test's) then never gets a job agent."""
-    for proc in psutil.process_iter(["cmdline", "ppid"]):
-        try:
-            cmdline = " ".join(proc.info["cmdline"] or [])
-            if proc.info["ppid"] == 1 and ("ray::DashboardAgent" in cmdline or "ray::RuntimeEnvAgent" in cmdline):
-                proc.send_signal(signal.SIGKILL)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
 
 
 class WorkerKiller(threading.Thread):
@@ -161,12 +149,14 @@ def test_killed_driver_resumes_without_duplicates_or_zombies(sweep_env):
             proc.kill()
     # The Ray cluster the driver started goes down with it (its processes share the driver's fate).
     wait_for(lambda: not _train_workers(), "the killed sweep's training workers to exit", timeout=120)
-    _end_orphaned_agents()
+    # Ray leaves the killed cluster's dashboard and runtime-env agents running; `resume`'s cluster ends them.
+    orphans = orphaned_ray_agents()
     parents, children = sweep_env.runs(name)
     assert parents[0].info.status == "RUNNING"  # nobody could close it: the state a real crash leaves
     lost_trial = next(c.data.tags["clreg.trial_id"] for c in children if c.info.status == "RUNNING")
 
     assert cli.main(["resume", str(sweep_env.sweep_dir(name))]) == 0
+    assert not [p.pid for p in orphans if p.is_running()]
 
     parents, children = sweep_env.runs(name)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
