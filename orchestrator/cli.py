@@ -301,6 +301,8 @@ def _run_sweep(checked, address: str | None, resume: bool) -> int:
         raise Interrupted(f"sweep stopped before its first trial; remove {root} (if it was created) and start the "
                           "sweep again") from None
     _print_front(outcome.summary, checked.cfg.objective_modes)
+    for note in outcome.notes:
+        console.print(note)
     # soft_wrap: paths and the command stay on one line, so they can be copied.
     console.print(f"sweep {checked.cfg.name}: {outcome.summary.num_trials} trials complete, "
                   f"{outcome.num_errors} failed, {outcome.num_diverged} diverged, "

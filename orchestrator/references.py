@@ -108,6 +108,26 @@ class References:
         return {"points": [{"name": p.name, "label": p.label, "metrics": p.metrics} for p in self.points],
                 "absent": self.absent}
 
+    def unmoved(self, points: Sequence[Sequence[float]], names: Sequence[str], what: str = "trials") -> list[str]:
+        """One console line per objective on which some of `points` (`what`: trials or epoch candidates) ended
+        exactly at the target's value.
+
+        Why: a metric with few possible values can stay where the target had it whatever a trial changed
+        (forget quality is a KS-test p-value over the forget items: on the tiny benchmark's 16 it takes a handful
+        of values), and a front over such values says nothing about that metric; it must say so where it is
+        printed.
+        """
+        target = next((p.metrics for p in self.points if p.name == TARGET), {})
+        lines = []
+        for i, name in enumerate(names):
+            if name not in target or not points:
+                continue
+            same = sum(1 for p in points if p[i] == target[name])
+            if same:
+                lines.append(f"note: {same} of {len(points)} {what} ended with {name} exactly at the target's own "
+                             f"value ({_fmt(target[name])}): on this benchmark it did not register what they changed")
+        return lines
+
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> References:
         return cls(tuple(ReferencePoint(p["name"], p["label"], {k: float(v) for k, v in p["metrics"].items()})

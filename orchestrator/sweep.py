@@ -16,7 +16,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -245,6 +245,7 @@ class SweepOutcome:
     num_errors: int  # trials that crashed more often than search.max_trial_failures allows
     num_diverged: int  # trials whose loss became NaN/inf (Optuna FAIL, MLflow FAILED)
     interrupted: bool
+    notes: list[str] = field(default_factory=list)  # what the front's numbers cannot show (`References.unmoved`)
 
 
 def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool = False,
@@ -324,7 +325,9 @@ def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool 
     # Trials that crashed beyond their retries make the sweep FAILED; diverged trials are search outcomes.
     tracking.close_sweep(runs, "KILLED" if interrupted else "FAILED" if results.num_errors else "FINISHED")
     diverged = sum(1 for r in results if r.metrics and r.metrics.get(DIVERGED))
-    return SweepOutcome(paths, uri, summary, results.num_errors, diverged, interrupted)
+    notes = references.unmoved(summary.points, names,
+                               "epoch candidates" if cfg.search.candidates == "epochs" else "trials")
+    return SweepOutcome(paths, uri, summary, results.num_errors, diverged, interrupted, notes)
 
 
 def candidate_note(search: SearchConfig, oracle_value: float | None) -> str:

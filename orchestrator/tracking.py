@@ -125,6 +125,7 @@ class ParetoSummary:
     reference: list[float] = field(default_factory=list)
     num_infeasible: int = 0  # finished trials (candidates) that report every objective but miss a constraint
     num_candidates: int = 0  # the feasible points: num_trials, or their evaluated epochs with candidates
+    points: list[list[float]] = field(default_factory=list)  # the feasible points' objective values
 
 
 def default_tracking_uri(workdir: Path) -> str:
@@ -334,7 +335,8 @@ def update_pareto(
     _log_pareto_artifacts(client, runs, rows, points, order, labels, names, maximize, markers,
                           front.summary.infeasible_points)
     return ParetoSummary(rows, front.summary.hypervolume, num_trials, front.summary.reference,
-                         len(front.summary.infeasible), num_candidates=len(scored))
+                         len(front.summary.infeasible), num_candidates=len(scored),
+                         points=[list(p) for p in points])
 
 
 @dataclass(frozen=True)

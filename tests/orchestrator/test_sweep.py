@@ -110,6 +110,11 @@ def test_four_trial_sweep_logs_trials_study_and_pareto_front(sweep_env, monkeypa
     assert (parent.tags["clreg.reference.target"], parent.tags["clreg.reference.oracle"]) == (TARGET_LABEL,
                                                                                                ORACLE_LABEL)
     assert (prepared / "reference.json").is_file()
+    # The console says how many trials left an objective exactly at the target's value (nothing it registered).
+    unmoved = sum(c.data.metrics["forget_quality"] == parent.metrics["reference/target/forget_quality"]
+                  for c in children)
+    assert (f"note: {unmoved} of 4 trials ended with forget_quality exactly at the target's" in console) == (
+        unmoved > 0)
 
     # The run record on every child (and the parent): what produced the numbers beyond the config.
     fingerprint = benchmark_fingerprint(load_benchmark(base.data, base.prepare.cache_dir))
