@@ -108,25 +108,24 @@ class References:
         return {"points": [{"name": p.name, "label": p.label, "metrics": p.metrics} for p in self.points],
                 "absent": self.absent}
 
-    def unmoved(self, points: Sequence[Sequence[float]], names: Sequence[str], what: str = "trials") -> list[str]:
-        """One console line per objective on which some of `points` (`what`: trials or epoch candidates) ended
-        exactly at the target's value.
+    def at_target(self, values: Mapping[str, Sequence[float]]) -> list[tuple[str, int, int, float]]:
+        """(metric, how many of its `values` equal the target's own value (to 1e-9), how many values, that value)
+        for each metric of `values` where some do.
 
-        Why: a metric with few possible values can stay where the target had it whatever a trial changed
-        (forget quality is a KS-test p-value over the forget items: on the tiny benchmark's 16 it takes a handful
-        of values), and a front over such values says nothing about that metric; it must say so where it is
-        printed.
+        Why: a metric with few possible values can stay where the target had it whatever a trial changed (forget
+        quality is a KS-test p-value over the forget items: on the tiny benchmark's 16 it takes a handful of
+        values); a front or an ablation over such values compares models unlearning left where they were, and must
+        say so where it is printed (the sweep's closing lines, the report).
         """
         target = next((p.metrics for p in self.points if p.name == TARGET), {})
-        lines = []
-        for i, name in enumerate(names):
-            if name not in target or not points:
+        found = []
+        for name, scored in values.items():
+            if name not in target:
                 continue
-            same = sum(1 for p in points if p[i] == target[name])
+            same = sum(math.isclose(v, target[name], rel_tol=1e-9, abs_tol=1e-12) for v in scored)
             if same:
-                lines.append(f"note: {same} of {len(points)} {what} ended with {name} exactly at the target's own "
-                             f"value ({_fmt(target[name])}): on this benchmark it did not register what they changed")
-        return lines
+                found.append((name, same, len(scored), target[name]))
+        return found
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> References:

@@ -33,7 +33,7 @@ from orchestrator.candidates import TAG_INFEASIBLE_EPOCHS, parse_epochs, read_ep
 from orchestrator.constraints import TAG_CONSTRAINTS, TAG_FEASIBLE
 from orchestrator.pareto import summarize
 from orchestrator.pareto_artifacts import Marker, pareto_figure, trial_label
-from orchestrator.references import TARGET, References
+from orchestrator.references import References
 from orchestrator.report_attacks import attack_table, relearn_points
 from orchestrator.report_document import (
     Block,
@@ -423,18 +423,10 @@ def _references_table(sweep: _Sweep, out: _Draft) -> None:
 
 
 def unmoved_objectives(rows: Sequence[TrialRow], names: Sequence[str], refs: References) -> list[str]:
-    """Per objective, how many finished trials score the target's own value (to 1e-9): a front or an ablation over
-    such trials compares models that unlearning left where they were on that objective."""
-    target = next((p.metrics for p in refs.points if p.name == TARGET), {})
-    lines = []
-    for m in names:
-        if m not in target:
-            continue
-        scored = [r.metrics[m] for r in rows if _finite(r.metrics.get(m))]
-        same = sum(math.isclose(v, target[m], rel_tol=1e-9, abs_tol=1e-12) for v in scored)
-        if same:
-            lines.append(f"{m}: {same} of {len(scored)} finished trials score the target's {target[m]:.4g}")
-    return lines
+    """Per objective, how many finished trials score the target's own value (`References.at_target`)."""
+    values = {m: [r.metrics[m] for r in rows if _finite(r.metrics.get(m))] for m in names}
+    return [f"{m}: {same} of {total} finished trials score the target's {value:.4g}"
+            for m, same, total, value in refs.at_target(values)]
 
 
 def _tables(sweep: _Sweep, front: set[str], grid_params: list[str], out: _Draft) -> None:

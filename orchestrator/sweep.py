@@ -245,7 +245,7 @@ class SweepOutcome:
     num_errors: int  # trials that crashed more often than search.max_trial_failures allows
     num_diverged: int  # trials whose loss became NaN/inf (Optuna FAIL, MLflow FAILED)
     interrupted: bool
-    notes: list[str] = field(default_factory=list)  # what the front's numbers cannot show (`References.unmoved`)
+    notes: list[str] = field(default_factory=list)  # what the front cannot show (`References.at_target`)
 
 
 def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool = False,
@@ -325,8 +325,11 @@ def run_sweep(checked: ValidatedSweep, address: str | None = None, resume: bool 
     # Trials that crashed beyond their retries make the sweep FAILED; diverged trials are search outcomes.
     tracking.close_sweep(runs, "KILLED" if interrupted else "FAILED" if results.num_errors else "FINISHED")
     diverged = sum(1 for r in results if r.metrics and r.metrics.get(DIVERGED))
-    notes = references.unmoved(summary.points, names,
-                               "epoch candidates" if cfg.search.candidates == "epochs" else "trials")
+    what = "epoch candidates" if cfg.search.candidates == "epochs" else "trials"
+    values = {name: [point[i] for point in summary.points] for i, name in enumerate(names)}
+    notes = [f"note: {same} of {total} {what} ended with {name} exactly at the target's own value ({value:.4g}): "
+             "on this benchmark it did not register what they changed"
+             for name, same, total, value in references.at_target(values)]
     return SweepOutcome(paths, uri, summary, results.num_errors, diverged, interrupted, notes)
 
 

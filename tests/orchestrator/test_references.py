@@ -152,18 +152,15 @@ def test_parent_run_round_trip_and_markers() -> None:
     assert References.from_run({}, {}) == References()
 
 
-def test_unmoved_names_the_objectives_trials_left_at_the_targets_value() -> None:
+def test_at_target_counts_the_values_left_exactly_at_the_targets() -> None:
     refs = References((ReferencePoint("target", TARGET_LABEL, {"forget_quality": 0.0933, "model_utility": 0.56}),
                        ReferencePoint("oracle", ORACLE_LABEL, {"forget_quality": 1.0, "model_utility": 0.57})), {})
-    names = ["forget_quality", "model_utility"]
-    points = [[0.0933, 0.59], [0.035, 0.60], [0.0933, 0.57]]
-    (line,) = refs.unmoved(points, names)
-    assert line.startswith("note: 2 of 3 trials ended with forget_quality exactly at the target's own value (0.0933)")
-    assert refs.unmoved(points, names, "epoch candidates")[0].startswith("note: 2 of 3 epoch candidates")
-    assert refs.unmoved([[0.035, 0.6]], names) == []
-    # Only the target counts (the oracle's values are the goal, not a sign of nothing measured), and only when known.
-    assert refs.unmoved([[1.0, 0.57]], names) == []
-    assert References((), {"target": "absent"}).unmoved(points, names) == []
+    values = {"forget_quality": [0.0933, 0.035, 0.0933 * (1 + 1e-12)], "model_utility": [0.59, 0.6, 0.57]}
+    assert refs.at_target(values) == [("forget_quality", 2, 3, 0.0933)]
+    # Only the target counts (the oracle's values are the goal, not a sign that nothing was measured).
+    assert refs.at_target({"forget_quality": [1.0], "model_utility": [0.57]}) == []
+    assert refs.at_target({"privleak": [0.0]}) == []  # no target value to compare with
+    assert References((), {"target": "absent"}).at_target(values) == []
 
 
 def test_user_target_is_evaluated_once_and_the_oracle_read_from_oracle_path(tmp_path: Path) -> None:
