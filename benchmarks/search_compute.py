@@ -199,6 +199,11 @@ def hv_at(records: Sequence[dict], candidates: bool, budget_steps: int) -> float
     return hypervolume(points, default_reference(points, MAXIMIZE), MAXIMIZE) if points else 0.0
 
 
+def hv_per_seed(records: Sequence[dict], candidates: bool, budget_steps: int, seeds: Sequence[int]) -> list[float]:
+    """`hv_at` of each sampler seed's records, in the order of `seeds`."""
+    return [hv_at([r for r in records if r["seed"] == s], candidates, budget_steps) for s in seeds]
+
+
 def variant_records(records: Sequence[dict], variant: str) -> list[dict]:
     """The records the front of `variant` is computed from (`candidates` reads the `final` study's)."""
     study = {"candidates": "final", "stopping+candidates": "stopping"}.get(variant, variant)
@@ -218,8 +223,7 @@ def summarize(records: Sequence[dict], budgets: Sequence[int], seeds: Sequence[i
             continue
         out[variant] = {}
         for budget in budgets:
-            hvs = [hv_at([r for r in chosen if r["seed"] == s], uses_candidates(variant), budget) for s in seeds]
-            out[variant][budget] = _spread(hvs)
+            out[variant][budget] = _spread(hv_per_seed(chosen, uses_candidates(variant), budget, seeds))
     return out
 
 
@@ -248,8 +252,7 @@ def by_evaluations(records: Sequence[dict], budgets: Sequence[int], seeds: Seque
     out: dict[int, dict[int, dict]] = {}
     for grid in grids:
         chosen = thinned(final, grid)
-        out[steps // grid] = {b: _spread([hv_at([r for r in chosen if r["seed"] == s], True, b) for s in seeds])
-                              for b in budgets}
+        out[steps // grid] = {b: _spread(hv_per_seed(chosen, True, b, seeds)) for b in budgets}
     return out
 
 
@@ -276,7 +279,7 @@ def plot(records: Sequence[dict], seeds: Sequence[int], budget: int, path: Path,
         chosen = variant_records(records, variant)
         if not chosen:
             continue
-        cols = [[hv_at([r for r in chosen if r["seed"] == s], uses_candidates(variant), x) for s in seeds] for x in xs]
+        cols = [hv_per_seed(chosen, uses_candidates(variant), x, seeds) for x in xs]
         color = f"C{index}"
         ax.plot(xs, [statistics.median(c) for c in cols], color=color, lw=2, label=f"{variant}: median",
                 drawstyle="steps-post")
